@@ -1,0 +1,139 @@
+//! The hits counter: one small port ([`Counter`]) and its adapters.
+//!
+//! | store | module | guarantee |
+//! |---|---|---|
+//! | `memory` | [`memory`] | atomic, in-process, lost on restart |
+//! | `file:<path>` | [`file`] | durable before acknowledged, atomic replace, locked across processes, group commit |
+//! | `dynamodb:<table>` | [`dynamodb`] | one atomic `UpdateItem ADD` per increment |
+//! | `s3:<bucket>/<key>` | [`s3`] | compare-and-swap with conditional writes, jittered retry |
+//!
+//! Nothing here knows about Lambda or HTTP; the SDK is only touched inside the DynamoDB and S3
+//! adapters, each behind its own cargo feature.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+pub mod file;
+pub mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
+mod spec;
+
+pub use spec::{ConfigError, StoreSpec};
+
+/// A boxed future, so that stores can be chosen at run time behind `Arc<dyn Counter>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The port every host (Lambda, server) talks to.
+pub trait Counter: Send + Sync + 'static {
+    /// Adds one and returns the count after this call. `Ok` only once the increment is as
+    /// durable as the store can make it: no acknowledged increment is ever lost.
+    fn increment(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Opens the connection to the store with a cheap call, so that the first real request does
+    /// not pay for DNS, TLS and signing (on Lambda: at init, on the unthrottled CPU).
+    fn warm(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Flushes whatever is pending and stops; called once on graceful shutdown.
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The store's kind, for logs and error messages (`memory`, `file`, `dynamodb`, `s3`).
+    fn kind(&self) -> &'static str;
+}
+
+/// The counter as the hosts hold it.
+pub type SharedCounter = Arc<dyn Counter>;
+
+/// Why an increment failed. Every variant maps to `503 Service Unavailable` at the edge:
+/// none of them is the client's fault.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the call.
+    #[error("{store} unavailable: {source}")]
+    Unavailable {
+        store: &'static str,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// Optimistic concurrency gave up: too many writers raced for the same object.
+    #[error("{store} contended: gave up after {attempts} attempts")]
+    Contended { store: &'static str, attempts: u32 },
+    /// The store holds something that is not a count; it is left untouched.
+    #[error("{store} holds an unreadable count: {detail}")]
+    Corrupt { store: &'static str, detail: String },
+    /// The store was closed (the host is shutting down).
+    #[error("{store} is closed")]
+    Closed { store: &'static str },
+}
+
+impl StoreError {
+    pub(crate) fn unavailable(
+        store: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Unavailable { store, source: Arc::from(source.into()) }
+    }
+
+    /// A short reason that is safe to show to a client (no internal detail).
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unavailable { store, .. } => format!("{store} store unavailable"),
+            StoreError::Contended { store, .. } => format!("{store} store too contended, retry"),
+            StoreError::Corrupt { store, .. } => format!("{store} store holds an unreadable count"),
+            StoreError::Closed { .. } => "shutting down".to_owned(),
+        }
+    }
+}
+
+/// Why a store could not be opened at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open {store} store: {source}")]
+    Store {
+        store: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error("this build has no {0} support (enable the `{0}` feature of the counter crate)")]
+    NotBuilt(&'static str),
+}
+
+/// Opens the store a spec names. AWS stores load the SDK configuration once here (region,
+/// credentials, and `AWS_ENDPOINT_URL` for emulators), so clients are built once per process.
+pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
+    Ok(match spec {
+        StoreSpec::Memory => Arc::new(memory::MemoryCounter::default()),
+        StoreSpec::File(path) => Arc::new(
+            file::FileCounter::open(path)
+                .map_err(|source| OpenError::Store { store: "file", source })?,
+        ),
+        #[cfg(feature = "dynamodb")]
+        StoreSpec::DynamoDb { table } => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Arc::new(dynamodb::DynamoDbCounter::new(&config, table.clone()))
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        StoreSpec::DynamoDb { .. } => return Err(OpenError::NotBuilt("dynamodb")),
+        #[cfg(feature = "s3")]
+        StoreSpec::S3 { bucket, key } => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Arc::new(s3::S3Counter::new(&config, bucket.clone(), key.clone()))
+        }
+        #[cfg(not(feature = "s3"))]
+        StoreSpec::S3 { .. } => return Err(OpenError::NotBuilt("s3")),
+    })
+}
+
+/// Opens the store named by `HITS_STORE` (unset or empty: `memory`).
+pub async fn open_from_env() -> Result<SharedCounter, OpenError> {
+    open(&StoreSpec::from_env()?).await
+}

@@ -1,0 +1,157 @@
+//! `s3:<bucket>/<key>`: the count as a decimal object, incremented with compare-and-swap.
+//!
+//! Each attempt reads the object and its ETag, then writes `count + 1` with `If-Match: <etag>`
+//! (or `If-None-Match: *` when the object does not exist yet). S3 refuses the write with
+//! `412 Precondition Failed` (or `409 ConditionalRequestConflict`) when another writer got there
+//! first; the attempt is then retried after a full-jitter exponential backoff, within a time
+//! budget. No increment is ever lost; under heavy contention an increment can give up
+//! ([`StoreError::Contended`], a 503), never double-count.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::{BoxFuture, Counter, StoreError};
+
+const STORE: &str = "s3";
+
+/// How long an increment keeps retrying conflicts before it gives up.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(8);
+const BACKOFF_BASE: Duration = Duration::from_millis(4);
+const BACKOFF_CAP: Duration = Duration::from_millis(250);
+
+pub struct S3Counter {
+    client: Client,
+    bucket: String,
+    key: String,
+    retry_budget: Duration,
+    conflicts: AtomicU64,
+}
+
+impl S3Counter {
+    /// Uses path-style addressing when an endpoint override is set (emulators such as moto on
+    /// `127.0.0.1`), virtual-hosted style on AWS.
+    pub fn new(config: &aws_config::SdkConfig, bucket: String, key: String) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        S3Counter::from_client(Client::from_conf(s3_config), bucket, key)
+    }
+
+    pub fn from_client(client: Client, bucket: String, key: String) -> Self {
+        S3Counter { client, bucket, key, retry_budget: DEFAULT_RETRY_BUDGET, conflicts: AtomicU64::new(0) }
+    }
+
+    pub fn with_retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// How many conditional writes S3 has refused so far (each one was retried).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// The current count and the ETag to make the next write conditional on (`None`: absent).
+    async fn read(&self) -> Result<(u64, Option<String>), StoreError> {
+        let got = self.client.get_object().bucket(&self.bucket).key(&self.key).send().await;
+        let out = match got {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok((0, None)),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let etag = out.e_tag().map(str::to_owned);
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::unavailable(STORE, e))?
+            .into_bytes();
+        let text = std::str::from_utf8(&body).unwrap_or("").trim();
+        let count = text.parse().map_err(|_| StoreError::Corrupt {
+            store: STORE,
+            detail: format!("s3://{}/{} holds {} bytes that are not a count", self.bucket, self.key, body.len()),
+        })?;
+        Ok((count, etag))
+    }
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::unavailable(STORE, DisplayErrorContext(e).to_string())
+}
+
+/// Full jitter: a uniformly random wait in `[0, min(cap, base * 2^attempt)]`.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
+    let random = RandomState::new().hash_one(Instant::now());
+    ceiling.mul_f64((random % 10_000) as f64 / 10_000.0)
+}
+
+impl Counter for S3Counter {
+    fn increment(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (count, etag) = self.read().await?;
+                let next = count + 1;
+                let put = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type("text/plain")
+                    .body(ByteStream::from(next.to_string().into_bytes()));
+                let put = match etag {
+                    Some(etag) => put.if_match(etag),
+                    None => put.if_none_match("*"),
+                };
+                match put.send().await {
+                    Ok(_) => return Ok(next),
+                    Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(409 | 412)) => {
+                        self.conflicts.fetch_add(1, Ordering::Relaxed);
+                        if started.elapsed() >= self.retry_budget {
+                            return Err(StoreError::Contended { store: STORE, attempts: attempt });
+                        }
+                        tracing::debug!(attempt, "s3 conditional write lost a race; retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        })
+    }
+
+    /// `HeadObject` of the key: opens the connection; a missing object is fine.
+    fn warm(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self.client.head_object().bucket(&self.bucket).key(&self.key).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        STORE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_ceiling_and_varies() {
+        let waits: Vec<_> = (0..50).map(|_| backoff(20)).collect();
+        assert!(waits.iter().all(|w| *w <= BACKOFF_CAP));
+        assert!(waits.iter().any(|w| *w != waits[0]), "jitter must vary");
+        assert!(backoff(1) <= BACKOFF_BASE * 2);
+    }
+}

@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The accepted forms of `HITS_STORE`, quoted in every error message.
+pub const ACCEPTED_FORMS: &str = "memory | file:<path> | dynamodb:<table> | s3:<bucket>/<key>";
+
+/// Which store to use, parsed from `HITS_STORE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    Memory,
+    File(PathBuf),
+    DynamoDb { table: String },
+    S3 { bucket: String, key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid HITS_STORE {value:?}: {why}; accepted forms: {ACCEPTED_FORMS}")]
+pub struct ConfigError {
+    pub value: String,
+    pub why: &'static str,
+}
+
+impl StoreSpec {
+    /// Reads `HITS_STORE`; unset or empty means the embedded default, `memory`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var("HITS_STORE") {
+            Ok(value) if !value.trim().is_empty() => value.parse(),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(StoreSpec::Memory),
+            Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError {
+                value: raw.to_string_lossy().into_owned(),
+                why: "not valid UTF-8",
+            }),
+        }
+    }
+}
+
+impl FromStr for StoreSpec {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let err = |why| ConfigError { value: value.to_owned(), why };
+        let value = value.trim();
+        if value == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        let Some((scheme, rest)) = value.split_once(':') else {
+            return Err(err("unknown store"));
+        };
+        match scheme {
+            "file" if rest.is_empty() => Err(err("file: needs a path")),
+            "file" => Ok(StoreSpec::File(PathBuf::from(rest))),
+            "dynamodb" => {
+                let valid = (3..=255).contains(&rest.len())
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                if valid {
+                    Ok(StoreSpec::DynamoDb { table: rest.to_owned() })
+                } else {
+                    Err(err("a DynamoDB table name is 3-255 characters of [A-Za-z0-9_.-]"))
+                }
+            }
+            "s3" => match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(StoreSpec::S3 { bucket: bucket.to_owned(), key: key.to_owned() })
+                }
+                _ => Err(err("s3: needs <bucket>/<key>")),
+            },
+            _ => Err(err("unknown store")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_accepted_form_parses() {
+        assert_eq!("memory".parse(), Ok(StoreSpec::Memory));
+        assert_eq!("file:/mnt/efs/count".parse(), Ok(StoreSpec::File("/mnt/efs/count".into())));
+        assert_eq!(
+            "dynamodb:hits-Counter-1".parse(),
+            Ok(StoreSpec::DynamoDb { table: "hits-Counter-1".into() })
+        );
+        assert_eq!(
+            "s3:my-bucket/counts/hits".parse(),
+            Ok(StoreSpec::S3 { bucket: "my-bucket".into(), key: "counts/hits".into() })
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_accepted_forms() {
+        for bad in ["redis:x", "file:", "dynamodb:a", "dynamodb:has space", "s3:bucket", "s3:/key", "s3:b/", "mem"] {
+            let e = bad.parse::<StoreSpec>().unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(ACCEPTED_FORMS), "{msg}");
+            assert!(msg.contains(bad), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Real API Gateway v1 / v2 and Function URL events through the Lambda handler, stage prefixes
+//! included, and the warmer.
+
+use std::sync::Arc;
+
+use counter::memory::MemoryCounter;
+use counter::SharedCounter;
+use hits::lambda::{Event, Reply, handler};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// API Gateway REST (v1): the stage lives in `requestContext.stage`, the path has none.
+fn v1(path: &str) -> Value {
+    let mut e = fixture("apigw_proxy_request.json");
+    e["httpMethod"] = json!("GET");
+    e["path"] = json!(path);
+    e["resource"] = json!(path);
+    e["body"] = Value::Null;
+    e
+}
+
+/// HTTP API (v2) or Function URL: the stage, when it is not `$default`, is in `rawPath`.
+fn v2(file: &str, raw_path: &str) -> Value {
+    let mut e = fixture(file);
+    e["rawPath"] = json!(raw_path);
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["http"]["path"] = json!(raw_path);
+    e.as_object_mut().unwrap().remove("body");
+    e
+}
+
+async fn invoke(counter: &SharedCounter, event: Value) -> Result<Value, lambda_runtime::Error> {
+    let event: Event = serde_json::from_value(event)?;
+    let reply = handler(counter.clone()).oneshot(LambdaEvent::new(event, Context::default())).await?;
+    Ok(serde_json::to_value(match reply {
+        Reply::Http(v) => v,
+        other => serde_json::to_value(other)?,
+    })?)
+}
+
+fn memory() -> SharedCounter {
+    Arc::new(MemoryCounter::default())
+}
+
+#[tokio::test]
+async fn a_rest_api_event_with_a_stage_reaches_hits() {
+    let counter = memory();
+    let reply = invoke(&counter, v1("/hits")).await.unwrap();
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    assert_eq!(reply["body"], "1");
+    let ct = &reply["multiValueHeaders"]["content-type"][0];
+    assert!(ct.as_str().unwrap().starts_with("text/plain"), "{reply}");
+}
+
+#[tokio::test]
+async fn an_http_api_event_on_the_default_stage_reaches_hits() {
+    let counter = memory();
+    let reply = invoke(&counter, v2("apigw_v2_proxy_request.json", "/hits")).await.unwrap();
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    assert_eq!(reply["body"], "1");
+    assert!(reply["headers"]["content-type"].as_str().unwrap().starts_with("text/plain"));
+}
+
+#[tokio::test]
+async fn an_http_api_event_with_the_stage_in_the_path_reaches_hits() {
+    let counter = memory();
+    let event = v2("apigw_v2_proxy_request_with_stage_in_path.json", "/Prod/hits");
+    let reply = invoke(&counter, event).await.unwrap();
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    assert_eq!(reply["body"], "1");
+}
+
+#[tokio::test]
+async fn a_function_url_event_reaches_hits_healthz_and_the_page() {
+    let counter = memory();
+    let file = "lambda_function_url_request.json";
+    assert_eq!(invoke(&counter, v2(file, "/hits")).await.unwrap()["body"], "1");
+    let health = invoke(&counter, v2(file, "/healthz")).await.unwrap();
+    assert_eq!(health["statusCode"], 200);
+    assert_eq!(health["body"], r#"{"status":"pass"}"#);
+    let page = invoke(&counter, v2(file, "/")).await.unwrap();
+    assert_eq!(page["statusCode"], 200);
+    assert_eq!(page["body"], hits::PAGE);
+    assert_eq!(invoke(&counter, v2(file, "/hits")).await.unwrap()["body"], "2");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_through_api_gateway_are_404_and_405() {
+    let counter = memory();
+    let missing = invoke(&counter, v1("/nope")).await.unwrap();
+    assert_eq!(missing["statusCode"], 404);
+    let mut post = v2("apigw_v2_proxy_request_with_stage_in_path.json", "/Prod/hits");
+    post["requestContext"]["http"]["method"] = json!("POST");
+    let post = invoke(&counter, post).await.unwrap();
+    assert_eq!(post["statusCode"], 405, "{post}");
+    assert!(post["headers"]["allow"].as_str().unwrap().contains("GET"));
+    // A path that merely starts with the stage's letters is not stripped.
+    let near = invoke(&counter, v2("apigw_v2_proxy_request_with_stage_in_path.json", "/Prodhits")).await.unwrap();
+    assert_eq!(near["statusCode"], 404);
+    assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
+}
+
+#[tokio::test]
+async fn the_warmer_event_leaves_the_count_unchanged() {
+    let counter = memory();
+    for _ in 0..3 {
+        let reply = invoke(&counter, json!({"instruction": "warmer"})).await.unwrap();
+        assert_eq!(reply, json!({"warmed": true, "store": "memory"}));
+    }
+    assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
+}
+
+#[tokio::test]
+async fn an_unknown_instruction_or_event_is_an_error_not_a_panic() {
+    let counter = memory();
+    let err = invoke(&counter, json!({"instruction": "explode"})).await.unwrap_err();
+    assert!(err.to_string().contains("warmer"), "{err}");
+    assert!(invoke(&counter, json!({"hello": "world"})).await.is_err());
+    assert!(invoke(&counter, json!([1, 2, 3])).await.is_err());
+    assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
+}
