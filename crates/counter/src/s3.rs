@@ -22,7 +22,7 @@ const STORE: &str = "s3";
 /// How long an increment keeps retrying conflicts before it gives up.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(8);
 const BACKOFF_BASE: Duration = Duration::from_millis(4);
-const BACKOFF_CAP: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 pub struct S3Counter {
     client: Client,
