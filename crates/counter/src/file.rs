@@ -184,10 +184,10 @@ impl Disk {
     }
 
     fn add(&self, n: u64) -> Result<u64, StoreError> {
-        let total = self.read()?.checked_add(n).ok_or_else(|| StoreError::Corrupt {
-            store: STORE,
-            detail: "count would overflow u64".into(),
-        })?;
+        let total = self
+            .read()?
+            .checked_add(n)
+            .ok_or_else(|| StoreError::Corrupt { store: STORE, detail: "count would overflow u64".into() })?;
         self.write(total).map_err(|e| io_error("write", &self.path, e))?;
         Ok(total)
     }

@@ -113,8 +113,7 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
     Ok(match spec {
         StoreSpec::Memory => Arc::new(memory::MemoryCounter::default()),
         StoreSpec::File(path) => Arc::new(
-            file::FileCounter::open(path)
-                .map_err(|source| OpenError::Store { store: "file", source })?,
+            file::FileCounter::open(path).map_err(|source| OpenError::Store { store: "file", source })?,
         ),
         #[cfg(feature = "dynamodb")]
         StoreSpec::DynamoDb { table } => {

@@ -65,16 +65,16 @@ impl S3Counter {
             Err(e) => return Err(unavailable(e)),
         };
         let etag = out.e_tag().map(str::to_owned);
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::unavailable(STORE, e))?
-            .into_bytes();
+        let body = out.body.collect().await.map_err(|e| StoreError::unavailable(STORE, e))?.into_bytes();
         let text = std::str::from_utf8(&body).unwrap_or("").trim();
         let count = text.parse().map_err(|_| StoreError::Corrupt {
             store: STORE,
-            detail: format!("s3://{}/{} holds {} bytes that are not a count", self.bucket, self.key, body.len()),
+            detail: format!(
+                "s3://{}/{} holds {} bytes that are not a count",
+                self.bucket,
+                self.key,
+                body.len()
+            ),
         })?;
         Ok((count, etag))
     }

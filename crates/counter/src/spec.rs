@@ -26,10 +26,9 @@ impl StoreSpec {
         match std::env::var("HITS_STORE") {
             Ok(value) if !value.trim().is_empty() => value.parse(),
             Ok(_) | Err(std::env::VarError::NotPresent) => Ok(StoreSpec::Memory),
-            Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError {
-                value: raw.to_string_lossy().into_owned(),
-                why: "not valid UTF-8",
-            }),
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                Err(ConfigError { value: raw.to_string_lossy().into_owned(), why: "not valid UTF-8" })
+            }
         }
     }
 }
@@ -89,7 +88,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected_with_the_accepted_forms() {
-        for bad in ["redis:x", "file:", "dynamodb:a", "dynamodb:has space", "s3:bucket", "s3:/key", "s3:b/", "mem"] {
+        for bad in
+            ["redis:x", "file:", "dynamodb:a", "dynamodb:has space", "s3:bucket", "s3:/key", "s3:b/", "mem"]
+        {
             let e = bad.parse::<StoreSpec>().unwrap_err();
             let msg = e.to_string();
             assert!(msg.contains(ACCEPTED_FORMS), "{msg}");

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use counter::dynamodb::DynamoDbCounter;
 use counter::s3::S3Counter;
@@ -40,7 +42,11 @@ async fn create_table(config: &SdkConfig) -> (aws_sdk_dynamodb::Client, String) 
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::N).build().unwrap(),
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
         )
         .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
         .send()
@@ -115,7 +121,9 @@ async fn moto_refuses_a_stale_conditional_write_with_412() {
     // The S3 test below means something only if the emulator enforces If-Match.
     let Some(config) = moto().await else { return };
     let (client, bucket) = create_bucket(&config).await;
-    let put = |body: &'static str| client.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(body.as_bytes()));
+    let put = |body: &'static str| {
+        client.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(body.as_bytes()))
+    };
     let first = put("1").if_none_match("*").send().await.unwrap();
     let stale = first.e_tag().unwrap().to_owned();
     put("2").if_match(&stale).send().await.unwrap();
@@ -131,12 +139,20 @@ async fn of_many_concurrent_writes_conditional_on_one_etag_exactly_one_wins() {
     // (it lost one increment of 200 once); scripts/moto_server.py closes it (see there).
     let Some(config) = moto().await else { return };
     let (client, bucket) = create_bucket(&config).await;
-    let first = client.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(b"0")).send().await.unwrap();
+    let first = client
+        .put_object()
+        .bucket(&bucket)
+        .key("k")
+        .body(ByteStream::from_static(b"0"))
+        .send()
+        .await
+        .unwrap();
     let etag = first.e_tag().unwrap().to_owned();
     let writes: Vec<_> = (0..50)
         .map(|i| {
             let body = i.to_string().into_bytes();
-            let put = client.put_object().bucket(&bucket).key("k").if_match(&etag).body(ByteStream::from(body));
+            let put =
+                client.put_object().bucket(&bucket).key("k").if_match(&etag).body(ByteStream::from(body));
             tokio::spawn(put.send())
         })
         .collect();
@@ -172,7 +188,14 @@ async fn concurrent_hits_are_never_lost_on_s3_and_conflicts_are_retried() {
 async fn an_s3_object_that_is_not_a_count_is_refused_and_left_alone() {
     let Some(config) = moto().await else { return };
     let (client, bucket) = create_bucket(&config).await;
-    client.put_object().bucket(&bucket).key("hits/count").body(ByteStream::from_static(b"<html>")).send().await.unwrap();
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("hits/count")
+        .body(ByteStream::from_static(b"<html>"))
+        .send()
+        .await
+        .unwrap();
     let counter = S3Counter::new(&config, bucket.clone(), "hits/count".into());
     assert!(matches!(counter.increment().await, Err(StoreError::Corrupt { store: "s3", .. })));
     let object = client.get_object().bucket(&bucket).key("hits/count").send().await.unwrap();

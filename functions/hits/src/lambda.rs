@@ -14,7 +14,9 @@ use tower::{Service, ServiceBuilder};
 #[derive(Debug)]
 pub enum Event {
     /// `{"instruction":"warmer"}` from a scheduled rule (seed 004).
-    Warmer { instruction: String },
+    Warmer {
+        instruction: String,
+    },
     Http(Box<LambdaRequest>),
 }
 
@@ -44,7 +46,10 @@ impl<'de> Deserialize<'de> for Event {
 pub enum Reply {
     /// The API Gateway / Function URL response (`lambda_http` does not export its type).
     Http(serde_json::Value),
-    Warmer { warmed: bool, store: &'static str },
+    Warmer {
+        warmed: bool,
+        store: &'static str,
+    },
 }
 
 /// A scheduled event this function does not know (only `warmer` is).
@@ -88,11 +93,8 @@ pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
 /// The whole function as a plain async fn of the event, so tests can drive it without a runtime.
 pub fn handler(
     counter: SharedCounter,
-) -> impl Service<LambdaEvent<Event>, Response = Reply, Error = lambda_runtime::Error, Future: Send>
-+ Clone {
-    let http = ServiceBuilder::new()
-        .map_request(strip_stage)
-        .service(crate::router(counter.clone()));
+) -> impl Service<LambdaEvent<Event>, Response = Reply, Error = lambda_runtime::Error, Future: Send> + Clone {
+    let http = ServiceBuilder::new().map_request(strip_stage).service(crate::router(counter.clone()));
     service_fn(move |event: LambdaEvent<Event>| {
         let counter = counter.clone();
         let http = http.clone();
@@ -123,8 +125,14 @@ pub fn handler(
 pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
     let started = std::time::Instant::now();
     match counter.warm().await {
-        Ok(()) => tracing::info!(store = counter.kind(), warm_ms = started.elapsed().as_millis() as u64, "store connection open"),
-        Err(e) => tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request"),
+        Ok(()) => tracing::info!(
+            store = counter.kind(),
+            warm_ms = started.elapsed().as_millis() as u64,
+            "store connection open"
+        ),
+        Err(e) => {
+            tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request")
+        }
     }
     lambda_runtime::run(handler(counter)).await
 }

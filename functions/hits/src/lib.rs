@@ -63,22 +63,13 @@ async fn hits(State(counter): State<SharedCounter>) -> Response {
 /// `HEAD /hits` would otherwise run the GET handler and bump the count for a response nobody
 /// reads (monitors and link checkers send HEAD): answer with GET's headers, count untouched.
 async fn head_hits() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        (),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], ())
         .into_response()
 }
 
 async fn healthz() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
         r#"{"status":"pass"}"#,
     )
         .into_response()

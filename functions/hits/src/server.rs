@@ -40,16 +40,25 @@ impl Options {
                 None => (arg.clone(), None),
             };
             let mut value = |name: &str| {
-                inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))
             };
             match flag.as_str() {
                 "--addr" => {
                     let v = value("--addr")?;
-                    options.addr = v.parse().map_err(|_| format!("--addr {v:?} is not HOST:PORT (e.g. 0.0.0.0:8000)"))?;
+                    options.addr = v
+                        .parse()
+                        .map_err(|_| format!("--addr {v:?} is not HOST:PORT (e.g. 0.0.0.0:8000)"))?;
                 }
                 "--shutdown-timeout" => {
                     let v = value("--shutdown-timeout")?;
-                    let secs: f64 = v.parse().ok().filter(|s: &f64| s.is_finite() && *s >= 0.0).ok_or_else(|| format!("--shutdown-timeout {v:?} is not a number of seconds"))?;
+                    let secs: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                        .ok_or_else(|| format!("--shutdown-timeout {v:?} is not a number of seconds"))?;
                     options.shutdown_timeout = Duration::from_secs_f64(secs);
                 }
                 "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -62,7 +71,11 @@ impl Options {
 
 /// Serves until SIGTERM / SIGINT, then lets in-flight requests finish (up to the timeout) and
 /// closes the store, which flushes it.
-pub async fn serve(listener: TcpListener, counter: SharedCounter, shutdown_timeout: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    counter: SharedCounter,
+    shutdown_timeout: Duration,
+) -> std::io::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let app = crate::router(counter.clone());
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

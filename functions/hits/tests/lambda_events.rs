@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use counter::memory::MemoryCounter;
 use counter::SharedCounter;
+use counter::memory::MemoryCounter;
 use hits::lambda::{Event, Reply, handler};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -101,7 +101,8 @@ async fn unknown_paths_and_methods_through_api_gateway_are_404_and_405() {
     assert_eq!(post["statusCode"], 405, "{post}");
     assert!(post["headers"]["allow"].as_str().unwrap().contains("GET"));
     // A path that merely starts with the stage's letters is not stripped.
-    let near = invoke(&counter, v2("apigw_v2_proxy_request_with_stage_in_path.json", "/Prodhits")).await.unwrap();
+    let near =
+        invoke(&counter, v2("apigw_v2_proxy_request_with_stage_in_path.json", "/Prodhits")).await.unwrap();
     assert_eq!(near["statusCode"], 404);
     assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
 }

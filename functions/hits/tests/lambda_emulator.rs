@@ -1,0 +1,233 @@
+//! The built `hits` bootstrap under `cargo lambda watch` (its Lambda Runtime API emulator),
+//! on DynamoDB and on S3 in moto: real events in through `cargo lambda invoke` and through the
+//! emulator's Function URL endpoint.
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::BehaviorVersion;
+use serde_json::{Value, json};
+
+/// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn required() -> bool {
+    std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+fn have_cargo_lambda() -> bool {
+    Command::new("cargo-lambda")
+        .args(["lambda", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn fixture(name: &str) -> Value {
+    let path = workspace().join("functions/hits/tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn http_api_event(path: &str) -> Value {
+    let mut e = fixture("apigw_v2_proxy_request.json");
+    e["rawPath"] = json!(path);
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["http"]["path"] = json!(path);
+    e.as_object_mut().unwrap().remove("body");
+    e
+}
+
+fn rest_api_event(path: &str) -> Value {
+    let mut e = fixture("apigw_proxy_request.json");
+    e["httpMethod"] = json!("GET");
+    e["path"] = json!(path);
+    e["resource"] = json!(path);
+    e["body"] = Value::Null;
+    e
+}
+
+/// Fields drop in order: the bootstrap stops before the emulator it polls.
+struct Emulator {
+    port: u16,
+    _function: Group,
+    _watch: Group,
+    dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    /// `cargo lambda watch --only-lambda-apis` plus the bootstrap, wired as Lambda would.
+    fn start(hits_store: &str) -> Emulator {
+        let port = free_port();
+        let watch = Command::new("cargo-lambda")
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(workspace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("start cargo lambda watch");
+        let watch = Group(watch);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "cargo lambda watch did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let function = Command::new(env!("CARGO_BIN_EXE_hits"))
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("HITS_STORE", hits_store)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the hits bootstrap");
+        Emulator { port, _function: Group(function), _watch: watch, dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// `cargo lambda invoke` with a payload file, as a user would.
+    fn invoke(&self, event: &Value) -> Value {
+        let file = self.dir.path().join("event.json");
+        std::fs::write(&file, serde_json::to_vec(event).unwrap()).unwrap();
+        let Output { status, stdout, stderr } = Command::new("cargo-lambda")
+            .args(["lambda", "invoke", "_", "-A", "127.0.0.1", "-P", &self.port.to_string(), "-F"])
+            .arg(&file)
+            .current_dir(workspace())
+            .output()
+            .unwrap();
+        assert!(status.success(), "invoke failed: {}", String::from_utf8_lossy(&stderr));
+        serde_json::from_slice(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&stdout)))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/_{path}", self.port)
+    }
+}
+
+async fn exercise(emulator: &Emulator) -> u64 {
+    // The emulator holds the first invocation until the bootstrap polls for it.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let first = emulator.invoke(&http_api_event("/hits"));
+    assert_eq!(first["statusCode"], 200, "{first}");
+    assert_eq!(first["body"], "1");
+    let rest = emulator.invoke(&rest_api_event("/hits"));
+    assert_eq!(rest["statusCode"], 200, "{rest}");
+    assert_eq!(rest["body"], "2", "REST API event with its stage reaches /hits");
+
+    // Through the emulator's Function URL endpoint, 50 at once (under the ~100 it can take).
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, url) = (client.clone(), emulator.url("/hits"));
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap().parse::<u64>().unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for c in calls {
+        seen.push(c.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (3..=52).collect::<Vec<_>>());
+
+    let warmed = emulator.invoke(&json!({"instruction": "warmer"}));
+    assert_eq!(warmed["warmed"], true, "{warmed}");
+    let health = client.get(emulator.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let page = client.get(emulator.url("/")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(page, hits::PAGE);
+    let after = client.get(emulator.url("/hits")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(after, "53", "warmer, health and page did not count");
+    53
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// `None` = skip (tools or emulator absent and not required).
+async fn preconditions() -> Option<aws_config::SdkConfig> {
+    let have_moto = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    if !have_cargo_lambda() || !have_moto {
+        assert!(!required(), "needs cargo-lambda on PATH and AWS_ENDPOINT_URL (moto): run scripts/test");
+        eprintln!("skipped: needs cargo-lambda and moto (run scripts/test)");
+        return None;
+    }
+    Some(aws_config::load_defaults(BehaviorVersion::latest()).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
+    let Some(config) = preconditions().await else { return };
+    use aws_sdk_dynamodb::types::*;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table = unique("hits-emulator");
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let emulator = Emulator::start(&format!("dynamodb:{table}"));
+    let expected = exercise(&emulator).await;
+    let item =
+        dynamodb.get_item().table_name(&table).key("id", AttributeValue::N("0".into())).send().await.unwrap();
+    let hits = item.item().and_then(|i| i.get("hits")).and_then(|v| v.as_n().ok()).cloned();
+    assert_eq!(hits, Some(expected.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_serves_hits_on_s3_under_cargo_lambda_watch() {
+    let Some(config) = preconditions().await else { return };
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    let bucket = unique("hits-emulator");
+    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+            config.region().map(|r| r.as_ref()).unwrap_or("eu-west-2"),
+        ))
+        .build();
+    s3.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+    let emulator = Emulator::start(&format!("s3:{bucket}/hits/count"));
+    let expected = exercise(&emulator).await;
+    let object = s3.get_object().bucket(&bucket).key("hits/count").send().await.unwrap();
+    let body = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(std::str::from_utf8(&body).unwrap(), expected.to_string());
+}
