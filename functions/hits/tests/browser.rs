@@ -5,7 +5,6 @@
 //! `HITS_TEST_REQUIRE_ALL=1`, which turns the skip into a failure.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod common;
+use common::Server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -32,7 +34,7 @@ async fn the_page_button_shows_the_count_and_the_time() {
         return;
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
-    let server = Server::start(None);
+    let server = Server::spawn(&[]);
     let browser = Browser::start().await;
 
     browser.goto(&format!("{}/", server.url)).await;
@@ -71,7 +73,7 @@ async fn the_page_shows_an_error_when_the_store_fails() {
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("count");
     fs::write(&count, "41\n").unwrap();
-    let mut server = Server::start(Some(&format!("file:{}", count.display())));
+    let mut server = Server::spawn(&[("HITS_STORE", &format!("file:{}", count.display()))]);
     let browser = Browser::start().await;
 
     browser.goto(&format!("{}/", server.url)).await;
@@ -200,57 +202,6 @@ fn browser_installed() -> bool {
     }
     eprintln!("skipping browser test: {note}");
     false
-}
-
-/// `hits-server` on a free port of 127.0.0.1, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    /// `store`: the `HITS_STORE` value, `None` for the default (memory).
-    fn start(store: Option<&str>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hits-server"));
-        command.args(["--addr", "127.0.0.1:0"]).stdin(Stdio::null()).stdout(Stdio::piped());
-        match store {
-            Some(store) => command.env("HITS_STORE", store),
-            None => command.env_remove("HITS_STORE"),
-        };
-        let mut child = command.spawn().expect("spawn hits-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut server = Server { child, url: String::new() };
-        // The server logs to stdout too: keep reading so it never blocks on a full pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                } else {
-                    eprintln!("[hits-server] {line}");
-                }
-            }
-        });
-        server.url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("hits-server printed no `listening on http://…` line within 30 s");
-        assert!(server.url.starts_with("http://127.0.0.1:"), "{}", server.url);
-        server
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A chromedriver with one headless Chromium session. Dropping it (also when a test fails)
