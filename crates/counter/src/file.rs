@@ -241,7 +241,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("count");
         let counter = Arc::new(FileCounter::open(&path).unwrap());
-        let seen = hammer(&[counter.clone()], 200).await;
+        let seen = hammer(std::slice::from_ref(&counter), 200).await;
         assert_eq!(seen, (1..=200).collect::<Vec<u64>>());
         counter.close().await.unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "200\n");

@@ -107,8 +107,9 @@ pub enum OpenError {
     NotBuilt(&'static str),
 }
 
-/// Opens the store a spec names. AWS stores load the SDK configuration once here (region,
-/// credentials, and `AWS_ENDPOINT_URL` for emulators), so clients are built once per process.
+/// Opens the store a spec names. AWS stores load the SDK configuration once here
+/// ([`aws_setup::load`]: region, credentials, `AWS_ENDPOINT_URL` for emulators), so clients are
+/// built once per process.
 pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
     Ok(match spec {
         StoreSpec::Memory => Arc::new(memory::MemoryCounter::default()),
@@ -117,14 +118,14 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
         ),
         #[cfg(feature = "dynamodb")]
         StoreSpec::DynamoDb { table } => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let config = aws_setup::load().await;
             Arc::new(dynamodb::DynamoDbCounter::new(&config, table.clone()))
         }
         #[cfg(not(feature = "dynamodb"))]
         StoreSpec::DynamoDb { .. } => return Err(OpenError::NotBuilt("dynamodb")),
         #[cfg(feature = "s3")]
         StoreSpec::S3 { bucket, key } => {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let config = aws_setup::load().await;
             Arc::new(s3::S3Counter::new(&config, bucket.clone(), key.clone()))
         }
         #[cfg(not(feature = "s3"))]

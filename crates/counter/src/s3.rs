@@ -33,13 +33,9 @@ pub struct S3Counter {
 }
 
 impl S3Counter {
-    /// Uses path-style addressing when an endpoint override is set (emulators such as moto on
-    /// `127.0.0.1`), virtual-hosted style on AWS.
+    /// Builds its client with [`aws_setup::s3_client`] (path-style addressing on emulators).
     pub fn new(config: &aws_config::SdkConfig, bucket: String, key: String) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(config.endpoint_url().is_some())
-            .build();
-        S3Counter::from_client(Client::from_conf(s3_config), bucket, key)
+        S3Counter::from_client(aws_setup::s3_client(config), bucket, key)
     }
 
     pub fn from_client(client: Client, bucket: String, key: String) -> Self {

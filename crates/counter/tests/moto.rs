@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -24,7 +24,7 @@ async fn moto() -> Option<SdkConfig> {
         eprintln!("skipped: AWS_ENDPOINT_URL is not set (run scripts/test for the moto tests)");
         return None;
     }
-    Some(aws_config::load_defaults(BehaviorVersion::latest()).await)
+    Some(aws_setup::load().await)
 }
 
 fn unique(prefix: &str) -> String {
@@ -55,13 +55,8 @@ async fn create_table(config: &SdkConfig) -> (aws_sdk_dynamodb::Client, String) 
     (client, table)
 }
 
-fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(true).build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
 async fn create_bucket(config: &SdkConfig) -> (aws_sdk_s3::Client, String) {
-    let client = s3_client(config);
+    let client = aws_setup::s3_client(config);
     let bucket = unique("hits").to_lowercase();
     let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
         .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
@@ -171,7 +166,7 @@ async fn concurrent_hits_are_never_lost_on_s3_and_conflicts_are_retried() {
     let Some(config) = moto().await else { return };
     let (client, bucket) = create_bucket(&config).await;
     let counter = Arc::new(
-        S3Counter::from_client(s3_client(&config), bucket.clone(), "hits/count".into())
+        S3Counter::from_client(aws_setup::s3_client(&config), bucket.clone(), "hits/count".into())
             .with_retry_budget(Duration::from_secs(120)),
     );
     counter.warm().await.unwrap();

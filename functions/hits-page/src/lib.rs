@@ -194,12 +194,10 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
-/// The S3 client: path-style addressing when an endpoint override is set (emulators such as
-/// moto on `127.0.0.1`), virtual-hosted style on AWS. Calls give up after [`S3_TIMEOUT`], so
+/// The S3 client ([`aws_setup::s3_config`]: path-style addressing on emulators). Calls give up after [`S3_TIMEOUT`], so
 /// that the answer always goes out before the function's own timeout (60 s in the template).
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(config.endpoint_url().is_some())
+    let s3_config = aws_setup::s3_config(config)
         .timeout_config(
             aws_sdk_s3::config::timeout::TimeoutConfig::builder().operation_timeout(S3_TIMEOUT).build(),
         )
@@ -210,6 +208,7 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 /// The HTTP client for the response `PUT`: [`RESPOND_ATTEMPTS`] of at most [`RESPOND_TIMEOUT`]
 /// each, after at most [`S3_TIMEOUT`] of S3, stay well inside the function's 60 s.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    aws_setup::install_tls_provider();
     reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(RESPOND_TIMEOUT).build()
 }
 

@@ -79,7 +79,7 @@ async fn moto() -> Option<aws_sdk_s3::Client> {
         eprintln!("skipped: AWS_ENDPOINT_URL is not set (no moto); scripts/test runs this against moto");
         return None;
     }
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = aws_setup::load().await;
     Some(hits_page::s3_client(&config))
 }
 

@@ -8,7 +8,6 @@ use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,14 +25,14 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const RESULT_WAIT: Duration = Duration::from_secs(10);
 
 /// One browser at a time: two cores do not run three Chromiums and keep 10 s deadlines.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_button_shows_the_count_and_the_time() {
     if !browser_installed() {
         return;
     }
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_BROWSER.lock().await;
     let server = Server::spawn(&[]);
     let browser = Browser::start().await;
 
@@ -69,7 +68,7 @@ async fn the_page_shows_an_error_when_the_store_fails() {
     if !browser_installed() {
         return;
     }
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_BROWSER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("count");
     fs::write(&count, "41\n").unwrap();
@@ -120,7 +119,7 @@ async fn the_page_fetches_hits_relative_to_its_own_path() {
     if !browser_installed() {
         return;
     }
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_BROWSER.lock().await;
     let page = || get(|| async { Html(PAGE) });
     // Each prefix answers its own `hits` with a different number, so a wrong URL shows.
     let app = Router::new()
@@ -219,6 +218,7 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        aws_setup::install_tls_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))

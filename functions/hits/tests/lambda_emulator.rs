@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_config::BehaviorVersion;
 use serde_json::{Value, json};
 
 /// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
@@ -130,6 +129,7 @@ impl Emulator {
 
 async fn exercise(emulator: &Emulator) -> u64 {
     // The emulator holds the first invocation until the bootstrap polls for it.
+    aws_setup::install_tls_provider();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let first = emulator.invoke(&http_api_event("/hits"));
     assert_eq!(first["statusCode"], 200, "{first}");
@@ -180,7 +180,7 @@ async fn preconditions() -> Option<aws_config::SdkConfig> {
         eprintln!("skipped: needs cargo-lambda and moto (run scripts/test)");
         return None;
     }
-    Some(aws_config::load_defaults(BehaviorVersion::latest()).await)
+    Some(aws_setup::load().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,9 +215,7 @@ async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_serves_hits_on_s3_under_cargo_lambda_watch() {
     let Some(config) = preconditions().await else { return };
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
-    );
+    let s3 = aws_setup::s3_client(&config);
     let bucket = unique("hits-emulator");
     let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
         .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(

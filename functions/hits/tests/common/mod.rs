@@ -69,6 +69,7 @@ impl Drop for Server {
 }
 
 pub fn client() -> reqwest::Client {
+    aws_setup::install_tls_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
