@@ -40,3 +40,80 @@ pub fn install_tls_provider() {
     // Err means a provider is already installed, which is all this asks for.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Test support: resources on the emulator that `scripts/test` starts (moto, via
+/// `AWS_ENDPOINT_URL`), named so that concurrent tests and runs never collide.
+#[cfg(feature = "emulator")]
+pub mod emulator {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use aws_config::SdkConfig;
+
+    /// The emulator's configuration, or `None` (skip the test) when `AWS_ENDPOINT_URL` is not
+    /// set. With `HITS_TEST_REQUIRE_ALL=1` (scripts/test sets it) a missing emulator panics,
+    /// so a CI run can never pass by skipping.
+    pub async fn config() -> Option<SdkConfig> {
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+            assert!(
+                std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                "AWS_ENDPOINT_URL is not set but HITS_TEST_REQUIRE_ALL=1: run scripts/test, or start \
+                 moto (scripts/moto start <pidfile>) and export AWS_ENDPOINT_URL"
+            );
+            eprintln!("skipped: AWS_ENDPOINT_URL is not set (no moto); scripts/test runs this against moto");
+            return None;
+        }
+        Some(crate::load().await)
+    }
+
+    /// A name no other test or run uses: lowercase, valid for buckets and tables.
+    pub fn unique(prefix: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
+        format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+            .to_lowercase()
+    }
+
+    /// A new bucket in the client's region.
+    pub async fn bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        let bucket = unique(prefix);
+        let mut create = s3.create_bucket().bucket(&bucket);
+        if let Some(region) = s3.config().region().map(|r| r.as_ref().to_owned()).filter(|r| r != "us-east-1")
+        {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        if let Err(e) = create.send().await {
+            panic!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e));
+        }
+        bucket
+    }
+
+    /// A new counter table as template.yaml declares `CounterTable`: partition key `id` (N),
+    /// on-demand.
+    pub async fn counter_table(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let table = unique(prefix);
+        let id = AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::N);
+        let key = KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash);
+        let created = dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(id.build().expect("complete attribute definition"))
+            .key_schema(key.build().expect("complete key schema"))
+            .send()
+            .await;
+        if let Err(e) = created {
+            panic!("create table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e));
+        }
+        table
+    }
+}

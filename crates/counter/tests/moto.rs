@@ -1,69 +1,25 @@
 //! The AWS stores against moto server over real HTTP (`AWS_ENDPOINT_URL`, set by scripts/test).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_s3::primitives::ByteStream;
 use counter::dynamodb::DynamoDbCounter;
 use counter::s3::S3Counter;
 use counter::{Counter, StoreError, StoreSpec};
 
-/// The emulator's SDK config, or `None` (skip) when no emulator is configured and the run does
-/// not require one. scripts/test sets `HITS_TEST_REQUIRE_ALL=1`, so there a missing emulator fails.
-async fn moto() -> Option<SdkConfig> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        assert!(
-            std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-            "AWS_ENDPOINT_URL is not set: start moto (scripts/test does) or unset HITS_TEST_REQUIRE_ALL"
-        );
-        eprintln!("skipped: AWS_ENDPOINT_URL is not set (run scripts/test for the moto tests)");
-        return None;
-    }
-    Some(aws_setup::load().await)
-}
+use aws_setup::emulator::{self, config as moto};
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The table as template.yaml declares it: partition key `id` (N), on-demand.
 async fn create_table(config: &SdkConfig) -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(config);
-    let table = unique("hits");
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let table = emulator::counter_table(&client, "hits").await;
     (client, table)
 }
 
 async fn create_bucket(config: &SdkConfig) -> (aws_sdk_s3::Client, String) {
     let client = aws_setup::s3_client(config);
-    let bucket = unique("hits").to_lowercase();
-    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
-        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-            config.region().map(|r| r.as_ref()).unwrap_or("eu-west-2"),
-        ))
-        .build();
-    client.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+    let bucket = emulator::bucket(&client, "hits").await;
     (client, bucket)
 }
 
@@ -104,7 +60,7 @@ async fn concurrent_hits_are_never_lost_on_dynamodb() {
 #[tokio::test]
 async fn a_missing_dynamodb_table_is_unavailable_not_a_panic() {
     let Some(config) = moto().await else { return };
-    let counter = DynamoDbCounter::new(&config, unique("no-such-table"));
+    let counter = DynamoDbCounter::new(&config, emulator::unique("no-such-table"));
     assert!(matches!(counter.warm().await, Err(StoreError::Unavailable { .. })));
     let err = counter.increment().await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { store: "dynamodb", .. }), "{err}");
@@ -130,15 +86,16 @@ async fn moto_refuses_a_stale_conditional_write_with_412() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_many_concurrent_writes_conditional_on_one_etag_exactly_one_wins() {
-    // The compare-and-swap the S3 store relies on. Unpatched moto loses this race only rarely
-    // (it lost one increment of 200 once); scripts/moto_server.py closes it (see there).
+    // The compare-and-swap the S3 store relies on (unpatched moto lets this race through now
+    // and then; scripts/moto_server.py closes it). Every body differs from the first, so no
+    // write can recreate the ETag it was conditional on.
     let Some(config) = moto().await else { return };
     let (client, bucket) = create_bucket(&config).await;
     let first = client
         .put_object()
         .bucket(&bucket)
         .key("k")
-        .body(ByteStream::from_static(b"0"))
+        .body(ByteStream::from_static(b"initial"))
         .send()
         .await
         .unwrap();

@@ -5,9 +5,7 @@
 //! and a region). Without it the tests are skipped, unless `HITS_TEST_REQUIRE_ALL=1`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -69,37 +67,12 @@ async fn start_recorder() -> (String, Recorder) {
 
 /// The moto-backed S3 client, or `None` (skip) when no emulator is configured.
 async fn moto() -> Option<aws_sdk_s3::Client> {
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
-        if std::env::var("HITS_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!(
-                "AWS_ENDPOINT_URL is not set but HITS_TEST_REQUIRE_ALL=1: start moto \
-                 (scripts/moto start <pidfile>) and export AWS_ENDPOINT_URL, or run scripts/test"
-            );
-        }
-        eprintln!("skipped: AWS_ENDPOINT_URL is not set (no moto); scripts/test runs this against moto");
-        return None;
-    }
-    let config = aws_setup::load().await;
-    Some(hits_page::s3_client(&config))
+    Some(hits_page::s3_client(&aws_setup::emulator::config().await?))
 }
 
 /// A bucket no other test run uses.
 async fn new_bucket(s3: &aws_sdk_s3::Client, label: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    let bucket = format!("hits-page-{label}-{}-{nanos}", std::process::id());
-    let mut create = s3.create_bucket().bucket(&bucket);
-    if let Some(region) = s3.config().region().map(|r| r.as_ref().to_owned()).filter(|r| r != "us-east-1") {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region.as_str()))
-                .build(),
-        );
-    }
-    create
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
-    bucket
+    aws_setup::emulator::bucket(s3, &format!("hits-page-{label}")).await
 }
 
 /// A request built from a fixture, answering to `response_url`, with `edit` applied.

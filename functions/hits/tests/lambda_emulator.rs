@@ -6,9 +6,14 @@ use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use aws_setup::emulator;
 
 use serde_json::{Value, json};
+
+mod common;
+use common::{http_api_event, rest_api_event};
 
 /// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
 struct Group(Child);
@@ -39,29 +44,6 @@ fn have_cargo_lambda() -> bool {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn fixture(name: &str) -> Value {
-    let path = workspace().join("functions/hits/tests/fixtures").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn http_api_event(path: &str) -> Value {
-    let mut e = fixture("apigw_v2_proxy_request.json");
-    e["rawPath"] = json!(path);
-    e["requestContext"]["http"]["method"] = json!("GET");
-    e["requestContext"]["http"]["path"] = json!(path);
-    e.as_object_mut().unwrap().remove("body");
-    e
-}
-
-fn rest_api_event(path: &str) -> Value {
-    let mut e = fixture("apigw_proxy_request.json");
-    e["httpMethod"] = json!("GET");
-    e["path"] = json!(path);
-    e["resource"] = json!(path);
-    e["body"] = Value::Null;
-    e
 }
 
 /// Fields drop in order: the bootstrap stops before the emulator it polls.
@@ -131,7 +113,7 @@ async fn exercise(emulator: &Emulator) -> u64 {
     // The emulator holds the first invocation until the bootstrap polls for it.
     aws_setup::install_tls_provider();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let first = emulator.invoke(&http_api_event("/hits"));
+    let first = emulator.invoke(&http_api_event("apigw_v2_proxy_request.json", "/hits"));
     assert_eq!(first["statusCode"], 200, "{first}");
     assert_eq!(first["body"], "1");
     let rest = emulator.invoke(&rest_api_event("/hits"));
@@ -167,47 +149,30 @@ async fn exercise(emulator: &Emulator) -> u64 {
     53
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 /// `None` = skip (tools or emulator absent and not required).
 async fn preconditions() -> Option<aws_config::SdkConfig> {
-    let have_moto = std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    if !have_cargo_lambda() || !have_moto {
-        assert!(!required(), "needs cargo-lambda on PATH and AWS_ENDPOINT_URL (moto): run scripts/test");
-        eprintln!("skipped: needs cargo-lambda and moto (run scripts/test)");
+    if !have_cargo_lambda() {
+        assert!(!required(), "needs cargo-lambda on PATH: run scripts/test");
+        eprintln!("skipped: needs cargo-lambda (run scripts/test)");
         return None;
     }
-    Some(aws_setup::load().await)
+    emulator::config().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
     let Some(config) = preconditions().await else { return };
-    use aws_sdk_dynamodb::types::*;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let table = unique("hits-emulator");
-    dynamodb
-        .create_table()
+    let table = emulator::counter_table(&dynamodb, "hits-emulator").await;
+    let emulator = Emulator::start(&format!("dynamodb:{table}"));
+    let expected = exercise(&emulator).await;
+    let item = dynamodb
+        .get_item()
         .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
         .send()
         .await
         .unwrap();
-    let emulator = Emulator::start(&format!("dynamodb:{table}"));
-    let expected = exercise(&emulator).await;
-    let item =
-        dynamodb.get_item().table_name(&table).key("id", AttributeValue::N("0".into())).send().await.unwrap();
     let hits = item.item().and_then(|i| i.get("hits")).and_then(|v| v.as_n().ok()).cloned();
     assert_eq!(hits, Some(expected.to_string()));
 }
@@ -216,13 +181,7 @@ async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
 async fn the_bootstrap_serves_hits_on_s3_under_cargo_lambda_watch() {
     let Some(config) = preconditions().await else { return };
     let s3 = aws_setup::s3_client(&config);
-    let bucket = unique("hits-emulator");
-    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
-        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-            config.region().map(|r| r.as_ref()).unwrap_or("eu-west-2"),
-        ))
-        .build();
-    s3.create_bucket().bucket(&bucket).create_bucket_configuration(location).send().await.unwrap();
+    let bucket = emulator::bucket(&s3, "hits-emulator").await;
     let emulator = Emulator::start(&format!("s3:{bucket}/hits/count"));
     let expected = exercise(&emulator).await;
     let object = s3.get_object().bucket(&bucket).key("hits/count").send().await.unwrap();

@@ -10,30 +10,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// API Gateway REST (v1): the stage lives in `requestContext.stage`, the path has none.
-fn v1(path: &str) -> Value {
-    let mut e = fixture("apigw_proxy_request.json");
-    e["httpMethod"] = json!("GET");
-    e["path"] = json!(path);
-    e["resource"] = json!(path);
-    e["body"] = Value::Null;
-    e
-}
-
-/// HTTP API (v2) or Function URL: the stage, when it is not `$default`, is in `rawPath`.
-fn v2(file: &str, raw_path: &str) -> Value {
-    let mut e = fixture(file);
-    e["rawPath"] = json!(raw_path);
-    e["requestContext"]["http"]["method"] = json!("GET");
-    e["requestContext"]["http"]["path"] = json!(raw_path);
-    e.as_object_mut().unwrap().remove("body");
-    e
-}
+mod common;
+use common::{http_api_event as v2, rest_api_event as v1};
 
 async fn invoke(counter: &SharedCounter, event: Value) -> Result<Value, lambda_runtime::Error> {
     let event: Event = serde_json::from_value(event)?;

@@ -1,4 +1,4 @@
-//! Test support: the real `hits-server` binary as a child process.
+//! Test support: the real `hits-server` binary as a child process, and real Lambda events.
 
 #![allow(dead_code)]
 
@@ -80,4 +80,31 @@ pub async fn hit(client: &reqwest::Client, url: &str) -> Option<u64> {
         return None;
     }
     response.text().await.ok()?.parse().ok()
+}
+
+/// A fixture from `tests/fixtures` (real events; see the README there).
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// API Gateway REST (v1) `GET path`: the stage lives in `requestContext.stage`.
+pub fn rest_api_event(path: &str) -> serde_json::Value {
+    let mut e = fixture("apigw_proxy_request.json");
+    e["httpMethod"] = serde_json::json!("GET");
+    e["path"] = serde_json::json!(path);
+    e["resource"] = serde_json::json!(path);
+    e["body"] = serde_json::Value::Null;
+    e
+}
+
+/// HTTP API (v2) or Function URL `GET raw_path` from fixture `file`: a stage that is not
+/// `$default` is part of `rawPath`.
+pub fn http_api_event(file: &str, raw_path: &str) -> serde_json::Value {
+    let mut e = fixture(file);
+    e["rawPath"] = serde_json::json!(raw_path);
+    e["requestContext"]["http"]["method"] = serde_json::json!("GET");
+    e["requestContext"]["http"]["path"] = serde_json::json!(raw_path);
+    e.as_object_mut().unwrap().remove("body");
+    e
 }
