@@ -230,22 +230,8 @@ pub fn read_count(path: impl AsRef<Path>) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::hammer;
     use std::sync::Arc;
-
-    async fn hammer(counters: &[Arc<FileCounter>], n: usize) -> Vec<u64> {
-        let tasks: Vec<_> = (0..n)
-            .map(|i| {
-                let c = counters[i % counters.len()].clone();
-                tokio::spawn(async move { c.increment().await.unwrap() })
-            })
-            .collect();
-        let mut seen = Vec::new();
-        for t in tasks {
-            seen.push(t.await.unwrap());
-        }
-        seen.sort_unstable();
-        seen
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_hits_are_never_lost_on_file() {

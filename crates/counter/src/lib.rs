@@ -137,3 +137,27 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
 pub async fn open_from_env() -> Result<SharedCounter, OpenError> {
     open(&StoreSpec::from_env()?).await
 }
+
+/// Unit-test support shared by the stores' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use crate::Counter;
+
+    /// `n` increments at once, spread over `counters`; the counts they got, sorted.
+    pub async fn hammer<C: Counter>(counters: &[Arc<C>], n: usize) -> Vec<u64> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let c = counters[i % counters.len()].clone();
+                tokio::spawn(async move { c.increment().await.unwrap() })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort_unstable();
+        seen
+    }
+}

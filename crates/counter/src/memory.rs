@@ -32,17 +32,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_hits_are_never_lost_in_memory() {
         let counter = Arc::new(MemoryCounter::default());
-        let tasks: Vec<_> = (0..200)
-            .map(|_| {
-                let c = counter.clone();
-                tokio::spawn(async move { c.increment().await.unwrap() })
-            })
-            .collect();
-        let mut seen = Vec::new();
-        for t in tasks {
-            seen.push(t.await.unwrap());
-        }
-        seen.sort_unstable();
+        let seen = crate::testing::hammer(std::slice::from_ref(&counter), 200).await;
         assert_eq!(seen, (1..=200).collect::<Vec<u64>>(), "every caller got a distinct count");
         assert_eq!(counter.increment().await.unwrap(), 201);
     }
