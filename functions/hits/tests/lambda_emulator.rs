@@ -1,6 +1,10 @@
 //! The built `hits` bootstrap under `cargo lambda watch` (its Lambda Runtime API emulator),
 //! on DynamoDB and on S3 in moto: real events in through `cargo lambda invoke` and through the
 //! emulator's Function URL endpoint.
+//!
+//! By default the bootstrap is this build's `hits` binary. `HITS_BOOTSTRAP` names another one,
+//! run through `HITS_BOOTSTRAP_RUNNER` if set: scripts/test runs the deployable arm64 release
+//! `bootstrap` under `qemu-aarch64` that way.
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -46,6 +50,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The bootstrap to run: `HITS_BOOTSTRAP` (through `HITS_BOOTSTRAP_RUNNER`), else this build's.
+fn bootstrap_command() -> Command {
+    let bootstrap = std::env::var("HITS_BOOTSTRAP").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hits").to_owned());
+    let runner = std::env::var("HITS_BOOTSTRAP_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    match runner.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(runner).arg(bootstrap);
+            command
+        }
+        None => Command::new(bootstrap),
+    }
+}
+
 /// Fields drop in order: the bootstrap stops before the emulator it polls.
 struct Emulator {
     port: u16,
@@ -76,7 +95,7 @@ impl Emulator {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let function = Command::new(env!("CARGO_BIN_EXE_hits"))
+        let function = bootstrap_command()
             .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
