@@ -1,1 +1,54 @@
-fn main() {}
+//! `latency`: measure and price every architecture.
+//!
+//! - `latency probe URL` — latency stats from this machine (or `--via-lambda FUNCTION` from the region)
+//! - `latency cost` — itemised cost per million calls and per month, per architecture
+//! - `latency report` — probe named targets, write `report.md` and an SVG chart
+//! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
+
+mod coldstart;
+mod error;
+
+use clap::{Parser, Subcommand};
+use error::Error;
+
+#[derive(Parser)]
+#[command(name = "latency", version, about = "Latency and cost of each AWS architecture, measured")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play the Lambda Runtime API for a bootstrap: time to init and to the first responses.
+    ColdStart(coldstart::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("latency: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), Error> = runtime.block_on(async {
+        match cli.command {
+            Command::ColdStart(args) => coldstart::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("latency: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

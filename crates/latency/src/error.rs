@@ -1,0 +1,24 @@
+//! The CLI's one error type; `main` prints it and exits 1.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad arguments or input files: the message says what and how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child process (a bootstrap, a server) misbehaved.
+    #[error("{0}")]
+    Process(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
