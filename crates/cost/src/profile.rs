@@ -1,0 +1,265 @@
+//! Architectures as data: what one call uses and what a month costs regardless of calls.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::CostError;
+use crate::estimate::Arch;
+
+const BUILTIN_NAME: &str = "profiles.toml";
+const BUILTIN_TEXT: &str = include_str!("../profiles.toml");
+
+/// One architecture: its stable id, a label, and what it uses. See `profiles.toml` for the
+/// meaning of each field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Stable id used by the CLI and the report, e.g. `lambda-dynamodb`.
+    pub id: String,
+    /// Human label.
+    pub label: String,
+    /// Assumptions and omissions, printed under the estimate.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Lambda defaults, when a Lambda function serves the call.
+    #[serde(default)]
+    pub lambda: Option<LambdaDefaults>,
+    /// An EC2 instance running all month.
+    #[serde(default)]
+    pub instance: Option<Instance>,
+    /// A Fargate task running all month.
+    #[serde(default)]
+    pub fargate: Option<Fargate>,
+    /// Default record size for items with a [`RecordSizing`].
+    #[serde(default)]
+    pub record_bytes: Option<u64>,
+    /// What one call uses besides Lambda.
+    #[serde(default)]
+    pub per_call: Vec<Item>,
+    /// What a month costs whatever the calls, besides instances and tasks.
+    #[serde(default)]
+    pub monthly: Vec<Item>,
+}
+
+/// Lambda defaults of a profile; [`crate::Params`] overrides each.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaDefaults {
+    /// Architecture.
+    pub arch: Arch,
+    /// Memory, 128..=10240 MB.
+    pub memory_mb: u32,
+    /// Handler duration of a warm call, before rounding up to whole ms.
+    pub duration_ms: f64,
+    /// INIT duration of a cold start (billed when [`crate::Params::init_billed`]).
+    #[serde(default)]
+    pub init_ms: f64,
+}
+
+/// EC2 instance-hours per month; the price key is `ec2.<instance_type>`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Instance type, e.g. `t4g.micro` (written `type` in the file).
+    #[serde(rename = "type")]
+    pub instance_type: String,
+    /// Instance-hours per month (730 for all month).
+    pub hours: f64,
+}
+
+/// One Fargate task for `hours` a month; `spot` applies `fargate.spot_discount`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fargate {
+    /// vCPUs of the task (0.25 is the smallest).
+    pub vcpu: f64,
+    /// Memory of the task, GB.
+    pub memory_gb: f64,
+    /// Task-hours per month.
+    pub hours: f64,
+    /// Fargate Spot instead of on-demand.
+    pub spot: bool,
+}
+
+/// `quantity` units of `price` (per `per_calls` calls, or per month).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Label of the line.
+    pub item: String,
+    /// Price key, e.g. `dynamodb.write_request_unit`.
+    pub price: String,
+    /// Units of the price (default 1).
+    #[serde(default = "one")]
+    pub quantity: f64,
+    /// Per-call items only: the quantity is for this many calls (90,000 calls share an LCU-hour).
+    #[serde(default = "one")]
+    pub per_calls: f64,
+    /// Per-call items only: multiply the quantity by the billed size of one record.
+    #[serde(default)]
+    pub record: Option<RecordSizing>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// How a record's size turns into billed units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordSizing {
+    /// GB ingested, each record rounded up to 5 KB ([`crate::firehose_billed_bytes`]).
+    Firehose,
+    /// 25 KB PUT payload units ([`crate::kinesis_put_units`]).
+    Kinesis,
+    /// One request per 64 KB chunk ([`crate::sqs_requests`]).
+    Sqs,
+}
+
+impl Profile {
+    /// Every price key this profile can use (both Lambda architectures, since
+    /// [`crate::Params::arch`] may switch).
+    pub fn price_keys(&self) -> Vec<String> {
+        let mut keys = BTreeSet::new();
+        if self.lambda.is_some() {
+            keys.insert("lambda.request".to_owned());
+            for arch in [Arch::X86_64, Arch::Arm64] {
+                keys.insert(arch.price_key().to_owned());
+            }
+        }
+        if let Some(instance) = &self.instance {
+            keys.insert(format!("ec2.{}", instance.instance_type));
+        }
+        if let Some(fargate) = &self.fargate {
+            keys.insert("fargate.vcpu_hour".to_owned());
+            keys.insert("fargate.gb_hour".to_owned());
+            if fargate.spot {
+                keys.insert("fargate.spot_discount".to_owned());
+            }
+        }
+        for item in self.per_call.iter().chain(&self.monthly) {
+            keys.insert(item.price.clone());
+        }
+        keys.into_iter().collect()
+    }
+
+    fn validate(&self, file: &str) -> Result<(), CostError> {
+        let fail = |reason: String| CostError::InvalidProfile {
+            file: file.to_owned(),
+            profile: self.id.clone(),
+            reason,
+        };
+        let positive = |what: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(fail(format!("{what} = {v} must be positive and finite")))
+            }
+        };
+        if self.id.is_empty()
+            || !self.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(fail("the id must be lowercase letters, digits and '-'".into()));
+        }
+        if self.label.trim().is_empty() {
+            return Err(fail("the label must not be empty".into()));
+        }
+        if let Some(lambda) = &self.lambda {
+            if !(128..=10_240).contains(&lambda.memory_mb) {
+                return Err(fail(format!(
+                    "lambda.memory_mb = {} is outside Lambda's 128..=10240",
+                    lambda.memory_mb
+                )));
+            }
+            for (what, v) in [("lambda.duration_ms", lambda.duration_ms), ("lambda.init_ms", lambda.init_ms)]
+            {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(fail(format!("{what} = {v} must be finite and not negative")));
+                }
+            }
+        }
+        if let Some(instance) = &self.instance {
+            positive("instance.hours", instance.hours)?;
+        }
+        if let Some(fargate) = &self.fargate {
+            positive("fargate.vcpu", fargate.vcpu)?;
+            positive("fargate.memory_gb", fargate.memory_gb)?;
+            positive("fargate.hours", fargate.hours)?;
+        }
+        for item in &self.per_call {
+            positive(&format!("{}: quantity", item.item), item.quantity)?;
+            positive(&format!("{}: per_calls", item.item), item.per_calls)?;
+            if item.record.is_some() && self.record_bytes.is_none() {
+                return Err(fail(format!("{}: a `record` item needs the profile's record_bytes", item.item)));
+            }
+        }
+        for item in &self.monthly {
+            positive(&format!("{}: quantity", item.item), item.quantity)?;
+            if item.per_calls != 1.0 || item.record.is_some() {
+                return Err(fail(format!(
+                    "{}: per_calls and record apply to per_call items only",
+                    item.item
+                )));
+            }
+        }
+        if self.lambda.is_none()
+            && self.instance.is_none()
+            && self.fargate.is_none()
+            && self.per_call.is_empty()
+            && self.monthly.is_empty()
+        {
+            return Err(fail("it uses nothing".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    profile: Vec<Profile>,
+}
+
+/// Parses and validates a profiles file (same format as the built-in `profiles.toml`); `name`
+/// appears in every error. Price keys are checked against a book by
+/// [`crate::PriceBook::check_profile`] (and by [`crate::estimate`]).
+pub fn parse_profiles(text: &str, name: &str) -> Result<Vec<Profile>, CostError> {
+    let file: ProfilesFile = toml::from_str(text).map_err(|err| CostError::Parse {
+        file: name.to_owned(),
+        message: err.to_string().trim_end().to_owned(),
+    })?;
+    let mut seen = BTreeSet::new();
+    for profile in &file.profile {
+        profile.validate(name)?;
+        if !seen.insert(profile.id.as_str()) {
+            return Err(CostError::InvalidProfile {
+                file: name.to_owned(),
+                profile: profile.id.clone(),
+                reason: "the id is used twice".into(),
+            });
+        }
+    }
+    Ok(file.profile)
+}
+
+static PROFILES: OnceLock<Result<Vec<Profile>, CostError>> = OnceLock::new();
+
+/// The built-in architectures (`crates/cost/profiles.toml`), in file order.
+pub fn profiles() -> Result<&'static [Profile], CostError> {
+    PROFILES
+        .get_or_init(|| parse_profiles(BUILTIN_TEXT, BUILTIN_NAME))
+        .as_ref()
+        .map(Vec::as_slice)
+        .map_err(Clone::clone)
+}
+
+/// One built-in architecture by id; an unknown id is an error listing the known ones.
+pub fn profile(id: &str) -> Result<&'static Profile, CostError> {
+    let all = profiles()?;
+    all.iter().find(|p| p.id == id).ok_or_else(|| CostError::UnknownProfile {
+        id: id.to_owned(),
+        known: all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
