@@ -11,6 +11,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An AWS API call failed (the SDK's message, with its cause chain).
+    #[error("{0}")]
+    Aws(String),
+    /// The function ran and failed, or answered something that is not a probe report.
+    #[error("{function} failed ({kind}): {detail}")]
+    Lambda { function: String, kind: String, detail: String },
+    #[error(transparent)]
+    Cost(#[from] cost::CostError),
     /// A child process (a bootstrap, a server) misbehaved.
     #[error("{0}")]
     Process(String),

@@ -5,8 +5,12 @@
 //! - `latency report` — probe named targets, write `report.md` and an SVG chart
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
 
+mod chart;
 mod coldstart;
+mod cost_cmd;
 mod error;
+mod invoke;
+mod targets;
 
 use clap::{Parser, Subcommand};
 use error::Error;
@@ -20,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Itemised cost per million calls and per month, per architecture, from dated price files.
+    Cost(cost_cmd::Args),
     /// Play the Lambda Runtime API for a bootstrap: time to init and to the first responses.
     ColdStart(coldstart::Args),
 }
@@ -41,6 +47,7 @@ fn main() -> std::process::ExitCode {
     };
     let result: Result<(), Error> = runtime.block_on(async {
         match cli.command {
+            Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
         }
     });

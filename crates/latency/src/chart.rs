@@ -1,0 +1,138 @@
+//! Latency distributions as an SVG chart: one empirical CDF per architecture on a log-scaled
+//! latency axis (0.1 ms loopback and 100 ms Lambda cold paths fit on one chart).
+//!
+//! plotters' SVG backend writes text as SVG `<text>` elements and sizes it with built-in
+//! metrics, so nothing reads font files or the network: it renders the same anywhere.
+
+use plotters::prelude::*;
+
+use crate::error::Error;
+
+/// One line on the chart: a label and its successful samples in milliseconds.
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub samples_ms: &'a [f64],
+}
+
+/// At most this many points per line: a 100 000-sample CDF looks the same with 400 and the SVG
+/// stays small.
+const MAX_POINTS: usize = 400;
+
+/// `(latency, fraction ≤ latency)` points of the empirical CDF, thinned evenly by rank and always
+/// keeping the minimum and the maximum.
+pub fn cdf_points(samples_ms: &[f64]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<f64> = samples_ms.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let step = n.div_ceil(MAX_POINTS).max(1);
+    let mut points: Vec<(f64, f64)> =
+        (0..n).step_by(step).map(|i| (sorted[i], (i + 1) as f64 / n as f64)).collect();
+    if points.last().map(|p| p.1) != Some(1.0) {
+        points.push((sorted[n - 1], 1.0));
+    }
+    points
+}
+
+/// Renders the CDF chart of `series` as an SVG document.
+pub fn cdf_svg(title: &str, series: &[Series<'_>]) -> Result<String, Error> {
+    let lines: Vec<(&str, Vec<(f64, f64)>)> =
+        series.iter().map(|s| (s.label, cdf_points(s.samples_ms))).filter(|(_, p)| !p.is_empty()).collect();
+    if lines.is_empty() {
+        return Err(Error::Invalid("no successful samples to chart".into()));
+    }
+    let (lo, hi) = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    // Whole decades around the data, so the log axis has readable ticks.
+    let x_min = 10f64.powf(lo.log10().floor());
+    let x_max = 10f64.powf(hi.log10().ceil()).max(x_min * 10.0);
+
+    let mut svg = String::new();
+    {
+        let height = 420 + 22 * lines.len() as u32;
+        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+        let chart_error = |err: &dyn std::fmt::Display| Error::Invalid(format!("chart: {err}"));
+        root.fill(&WHITE).map_err(|e| chart_error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..1.0)
+            .map_err(|e| chart_error(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (ms, log scale)")
+            .y_desc("fraction of requests ≤ latency")
+            .x_label_formatter(&|v| format_ms(*v))
+            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        for (i, (label, points)) in lines.into_iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| chart_error(&e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        root.present().map_err(|e| chart_error(&e))?;
+    }
+    Ok(svg)
+}
+
+fn format_ms(v: f64) -> String {
+    if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdf_points_end_at_the_maximum_with_fraction_one() {
+        let samples: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let points = cdf_points(&samples);
+        assert!(points.len() <= MAX_POINTS + 1);
+        assert_eq!(points.first(), Some(&(1.0, 0.001)));
+        assert_eq!(points.last(), Some(&(1000.0, 1.0)));
+        assert!(points.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1));
+    }
+
+    #[test]
+    fn cdf_points_ignore_values_a_log_axis_cannot_show() {
+        assert_eq!(cdf_points(&[0.0, f64::NAN, 2.0]), vec![(2.0, 1.0)]);
+        assert!(cdf_points(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_chart_is_an_svg_with_one_labelled_line_per_series() {
+        let fast: Vec<f64> = (1..=500).map(|i| 0.1 + f64::from(i) / 1000.0).collect();
+        let slow: Vec<f64> = (1..=500).map(|i| 20.0 + f64::from(i) / 10.0).collect();
+        let svg = cdf_svg(
+            "hits latency",
+            &[Series { label: "hits-server memory", samples_ms: &fast }, Series { label: "lambda", samples_ms: &slow }],
+        )
+        .expect("renders");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.contains("\nhits-server memory\n") && svg.contains("\nlambda\n"));
+        assert!(svg.matches("<polyline").count() >= 2);
+        assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn a_chart_without_samples_is_an_error_not_an_empty_picture() {
+        assert!(cdf_svg("empty", &[Series { label: "none", samples_ms: &[] }]).is_err());
+    }
+}

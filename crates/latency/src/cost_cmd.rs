@@ -1,0 +1,108 @@
+//! `latency cost`: the itemised cost of each architecture, per million calls and per month.
+
+use std::path::PathBuf;
+
+use cost::{Arch, Estimate, Format, PriceBook, Profile};
+
+use crate::error::Error;
+
+/// Prices and the parameters every estimate shares (also used by `latency report`).
+#[derive(clap::Args, Clone)]
+pub struct PriceArgs {
+    /// Region of the built-in price files (eu-west-2, us-east-1).
+    #[arg(long, default_value = "eu-west-2")]
+    pub region: String,
+    /// Date of the price file (e.g. 2021 for the original's London prices); default: the latest.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// A price file of your own (TOML, format in crates/cost/prices/README.md); overrides --region.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Calls per month, for the monthly total.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub calls_per_month: u64,
+    /// Lambda architecture (arm64, x86_64); default: each architecture's own.
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    /// Lambda memory in MB; default: each architecture's own.
+    #[arg(long = "memory", value_name = "MB")]
+    pub memory_mb: Option<u32>,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub prices: PriceArgs,
+    /// Only these architectures (ids from the summary; repeat or comma-separate). Default: all.
+    #[arg(long = "architecture", short = 'a', value_delimiter = ',')]
+    architectures: Vec<String>,
+    /// Billed Lambda duration per call in ms (default: each architecture's placeholder; measure
+    /// it with `latency report`).
+    #[arg(long)]
+    duration_ms: Option<f64>,
+    /// Lambda INIT duration in ms, billed on cold calls.
+    #[arg(long)]
+    init_ms: Option<f64>,
+    /// Fraction of calls that are cold starts (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    cold_start_ratio: f64,
+    /// EC2 instance type for the EC2 architectures (e.g. t3.micro).
+    #[arg(long)]
+    instance_type: Option<String>,
+    /// Only the summary table, not each architecture's items.
+    #[arg(long)]
+    summary: bool,
+    /// Markdown instead of aligned text.
+    #[arg(long)]
+    markdown: bool,
+}
+
+impl PriceArgs {
+    /// The price book: the user's file if given, else the built-in one for region and date.
+    pub fn book(&self) -> Result<PriceBook, Error> {
+        match &self.prices {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
+                Ok(PriceBook::parse(&text, &path.display().to_string())?)
+            }
+            None => Ok(cost::book(&self.region, self.as_of.as_deref())?.clone()),
+        }
+    }
+
+    /// Parameters for an estimate, with a measured or assumed duration.
+    pub fn params(&self, duration_ms: Option<f64>) -> cost::Params {
+        cost::Params {
+            arch: self.arch,
+            memory_mb: self.memory_mb,
+            duration_ms,
+            calls_per_month: self.calls_per_month,
+            ..cost::Params::default()
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Error> {
+    let book = args.prices.book()?;
+    let profiles: Vec<&Profile> = if args.architectures.is_empty() {
+        cost::profiles()?.iter().collect()
+    } else {
+        args.architectures.iter().map(|id| cost::profile(id.trim())).collect::<Result<_, _>>()?
+    };
+    let params = cost::Params {
+        init_ms: args.init_ms,
+        cold_start_ratio: args.cold_start_ratio,
+        instance_type: args.instance_type.clone(),
+        ..args.prices.params(args.duration_ms)
+    };
+    let estimates: Vec<Estimate> =
+        profiles.iter().map(|profile| cost::estimate(profile, &book, &params)).collect::<Result<_, _>>()?;
+    let format = if args.markdown { Format::Markdown } else { Format::Text };
+    print!("{}", cost::render_summary(&estimates, format));
+    if !args.summary {
+        for estimate in &estimates {
+            println!();
+            print!("{}", estimate.render(format));
+        }
+    }
+    Ok(())
+}
