@@ -1,0 +1,171 @@
+//! The built `probe` bootstrap under `cargo lambda watch` (its Lambda Runtime API emulator),
+//! probing an axum server started here. Events go in through the emulator's Invoke API, the
+//! endpoint the AWS SDK (and so `latency probe --via-lambda`) calls, which hands back a failed
+//! invocation's error object as it is. Same setup as functions/hits/tests/lambda_emulator.rs.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cargo lambda watch --only-lambda-apis` and the bootstrap polling it; fields drop in order,
+/// so the bootstrap stops before the emulator.
+struct Emulator {
+    port: u16,
+    client: reqwest::Client,
+    _function: Group,
+    _watch: Group,
+}
+
+impl Emulator {
+    /// `None` (skip) when cargo-lambda is missing, unless HITS_TEST_REQUIRE_ALL=1 requires it.
+    fn start() -> Option<Emulator> {
+        let have = Command::new("cargo-lambda")
+            .args(["lambda", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have {
+            let required = std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() == Ok("1");
+            assert!(!required, "needs cargo-lambda on PATH: run scripts/test");
+            eprintln!("skipped: needs cargo-lambda (run scripts/test)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let watch = Command::new("cargo-lambda")
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("start cargo lambda watch");
+        let watch = Group(watch);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "cargo lambda watch did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let function = Command::new(env!("CARGO_BIN_EXE_probe"))
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the probe bootstrap");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        Some(Emulator { port, client, _function: Group(function), _watch: watch })
+    }
+
+    /// Invokes the function (the emulator holds the call until the bootstrap polls for it):
+    /// `Ok(result)`, or `Err(error object)` when the invocation failed.
+    async fn invoke(&self, event: &Value) -> Result<Value, Value> {
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port);
+        let response = self.client.post(url).body(event.to_string()).send().await.unwrap();
+        let failed = !response.status().is_success();
+        let body = response.bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        if failed { Err(body) } else { Ok(body) }
+    }
+}
+
+/// An HTTP target on 127.0.0.1: `GET /hits` answers the count; `(url, requests, connections)`
+/// where connections counts the client addresses that sent a request.
+async fn target() -> (String, Arc<AtomicU64>, Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>) {
+    use axum::extract::ConnectInfo;
+    let requests = Arc::new(AtomicU64::new(0));
+    let peers = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let (r, p) = (requests.clone(), peers.clone());
+    let app = axum::Router::new().route(
+        "/hits",
+        axum::routing::get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            p.lock().unwrap().insert(peer);
+            (r.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hits", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    (url, requests, peers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_reports_stats_and_keeps_its_connections_across_invocations() {
+    let Some(emulator) = Emulator::start() else { return };
+    let (url, requests, peers) = target().await;
+
+    let report = emulator.invoke(&json!({"url": url, "count": 20, "concurrency": 2})).await.unwrap();
+    assert_eq!((report["count"].as_u64(), report["ok"].as_u64()), (Some(20), Some(20)), "{report}");
+    assert_eq!(report["first"]["connection"], "new", "{report}");
+    assert_eq!(report["first"]["status"], 200);
+    assert!(report["stats"]["p50"].as_f64().is_some_and(|p50| p50 > 0.0), "{report}");
+    assert!(report["setup"]["connect_ms"].is_number(), "{report}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1 + 2 + 20, "first, warmup and measured requests");
+
+    // The original's event shape; the second invocation finds the first one's connections.
+    let second = emulator.invoke(&json!({"url": url, "hits": 5})).await.unwrap();
+    assert_eq!((second["count"].as_u64(), second["ok"].as_u64()), (Some(5), Some(5)), "{second}");
+    assert_eq!(second["first"]["connection"], "reused", "{second}");
+    assert_eq!(requests.load(Ordering::SeqCst), 23 + 1 + 1 + 5);
+    assert!(peers.lock().unwrap().len() <= 4, "keep-alive: {} connections", peers.lock().unwrap().len());
+
+    let samples = emulator.invoke(&json!({"url": url, "count": 3, "samples": true})).await.unwrap();
+    assert_eq!(samples["samples_ms"].as_array().map(Vec::len), Some(3), "{samples}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_event_returns_an_error_object_and_the_function_keeps_serving() {
+    let Some(emulator) = Emulator::start() else { return };
+    let (url, requests, _) = target().await;
+
+    for (event, message) in [
+        (json!({"hits": 10}), "url: missing; give the URL to probe, e.g. \"https://example.com/hits\""),
+        (
+            json!({"url": "ftp://example.com/hits"}),
+            "url: scheme must be http or https, got \"ftp\" in \"ftp://example.com/hits\"",
+        ),
+        (json!({"url": url, "count": 0}), "count: must be from 1 to 100000, got 0"),
+        (json!({"url": url, "timeout_ms": -1}), "timeout_ms: must be from 1 to 300000, got -1"),
+        (json!({"url": url, "count": 5, "concurrency": 6}), "concurrency: must be at most count (5), got 6"),
+        (
+            json!({"url": url, "verbose": true}),
+            "verbose: unknown field; accepted: url, count, hits, concurrency, warmup, method, timeout_ms, samples",
+        ),
+        (
+            json!("just a string"),
+            "event: must be a JSON object like {\"url\": \"https://example.com/hits\", \"count\": 100}, got a string",
+        ),
+    ] {
+        let error = emulator.invoke(&event).await.expect_err(&event.to_string());
+        assert_eq!(error, json!({"errorType": "InvalidEvent", "errorMessage": message}), "{event}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "an invalid event sends nothing");
+
+    let report = emulator.invoke(&json!({"url": url, "count": 3, "warmup": 0})).await.unwrap();
+    assert_eq!(report["ok"].as_u64(), Some(3), "{report}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1 + 3);
+}
