@@ -61,7 +61,7 @@ pub use ingest::{
 pub use profile::{
     Fargate, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile, profiles,
 };
-pub use render::{Format, money, render_summary};
+pub use render::{Format, money, render_summary, thousands};
 
 /// Everything that can go wrong in this crate: a malformed price or profile file (naming the file
 /// and the key), an unknown region, date or architecture, or a parameter out of range.

@@ -50,7 +50,7 @@ pub(crate) fn significant(v: f64, sig: i32, min_decimals: usize) -> String {
 }
 
 /// 1000000 → "1,000,000".
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -122,7 +122,10 @@ mod tests {
         let slow: Vec<f64> = (1..=500).map(|i| 20.0 + f64::from(i) / 10.0).collect();
         let svg = cdf_svg(
             "hits latency",
-            &[Series { label: "hits-server memory", samples_ms: &fast }, Series { label: "lambda", samples_ms: &slow }],
+            &[
+                Series { label: "hits-server memory", samples_ms: &fast },
+                Series { label: "lambda", samples_ms: &slow },
+            ],
         )
         .expect("renders");
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);

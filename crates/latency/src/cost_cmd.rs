@@ -62,7 +62,8 @@ impl PriceArgs {
     pub fn book(&self) -> Result<PriceBook, Error> {
         match &self.prices {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(Error::io(format!("reading {}", path.display())))?;
                 Ok(PriceBook::parse(&text, &path.display().to_string())?)
             }
             None => Ok(cost::book(&self.region, self.as_of.as_deref())?.clone()),

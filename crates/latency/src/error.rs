@@ -18,6 +18,8 @@ pub enum Error {
     #[error("{function} failed ({kind}): {detail}")]
     Lambda { function: String, kind: String, detail: String },
     #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
+    #[error(transparent)]
     Cost(#[from] cost::CostError),
     /// A child process (a bootstrap, a server) misbehaved.
     #[error("{0}")]

@@ -36,15 +36,16 @@ struct FunctionError {
 
 /// Invokes `function` synchronously with `event` and returns its JSON result; a function error
 /// (`X-Amz-Function-Error`) becomes an [`Error::Lambda`] carrying the function's own message.
-pub async fn invoke(client: &Client, function: &str, event: &serde_json::Value) -> Result<serde_json::Value, Error> {
+pub async fn invoke(
+    client: &Client,
+    function: &str,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, Error> {
     let payload = serde_json::to_vec(event).map_err(|e| Error::Invalid(format!("event: {e}")))?;
-    let output = client
-        .invoke()
-        .function_name(function)
-        .payload(Blob::new(payload))
-        .send()
-        .await
-        .map_err(|e| Error::Aws(format!("invoking {function}: {}", aws_sdk_lambda::error::DisplayErrorContext(e))))?;
+    let output =
+        client.invoke().function_name(function).payload(Blob::new(payload)).send().await.map_err(|e| {
+            Error::Aws(format!("invoking {function}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)))
+        })?;
     let body = output.payload().map(|b| b.as_ref()).unwrap_or_default();
     if let Some(kind) = output.function_error() {
         let detail = match serde_json::from_slice::<FunctionError>(body) {

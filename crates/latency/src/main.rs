@@ -10,7 +10,10 @@ mod coldstart;
 mod cost_cmd;
 mod error;
 mod invoke;
+mod probe_cmd;
+mod report;
 mod targets;
+mod time;
 
 use clap::{Parser, Subcommand};
 use error::Error;
@@ -24,6 +27,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Latency stats for a URL: from this machine, or from inside the region (--via-lambda).
+    Probe(probe_cmd::Args),
+    /// Probe named targets (a TOML file, or --local), price them, write report.md + latency.svg.
+    Report(report::Args),
     /// Itemised cost per million calls and per month, per architecture, from dated price files.
     Cost(cost_cmd::Args),
     /// Play the Lambda Runtime API for a bootstrap: time to init and to the first responses.
@@ -47,6 +54,8 @@ fn main() -> std::process::ExitCode {
     };
     let result: Result<(), Error> = runtime.block_on(async {
         match cli.command {
+            Command::Probe(args) => probe_cmd::run(args).await,
+            Command::Report(args) => report::run(args).await,
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
         }

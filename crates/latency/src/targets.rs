@@ -146,3 +146,16 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_shipped_example_targets_file_parses_and_prices() {
+        let targets = super::parse(include_str!("../targets.example.toml"), "targets.example.toml")
+            .expect("the example parses");
+        assert!(targets.len() >= 4);
+        for target in targets {
+            cost::profile(&target.architecture).expect("a known architecture");
+        }
+    }
+}
