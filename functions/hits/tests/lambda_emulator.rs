@@ -6,106 +6,39 @@
 //! run through `HITS_BOOTSTRAP_RUNNER` if set: scripts/test runs the deployable arm64 release
 //! `bootstrap` under `qemu-aarch64` that way.
 
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use aws_setup::emulator;
+use lambda_emulator::Bootstrap;
 
 use serde_json::{Value, json};
 
 mod common;
 use common::{http_api_event, rest_api_event};
 
-/// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn required() -> bool {
-    std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() == Ok("1")
-}
-
-fn have_cargo_lambda() -> bool {
-    Command::new("cargo-lambda")
-        .args(["lambda", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    lambda_emulator::workspace()
 }
 
 /// The bootstrap to run: `HITS_BOOTSTRAP` (through `HITS_BOOTSTRAP_RUNNER`), else this build's.
-fn bootstrap_command() -> Command {
+fn bootstrap() -> Bootstrap {
     let bootstrap = std::env::var("HITS_BOOTSTRAP").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hits").to_owned());
-    let runner = std::env::var("HITS_BOOTSTRAP_RUNNER").unwrap_or_default();
-    let mut runner = runner.split_whitespace();
-    match runner.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(runner).arg(bootstrap);
-            command
-        }
-        None => Command::new(bootstrap),
-    }
+    Bootstrap::new(bootstrap).runner(&std::env::var("HITS_BOOTSTRAP_RUNNER").unwrap_or_default())
 }
 
-/// Fields drop in order: the bootstrap stops before the emulator it polls.
+/// `cargo lambda watch --only-lambda-apis` plus the bootstrap, wired as Lambda would.
 struct Emulator {
-    port: u16,
-    _function: Group,
-    _watch: Group,
+    emulator: lambda_emulator::Emulator,
     dir: tempfile::TempDir,
 }
 
 impl Emulator {
-    /// `cargo lambda watch --only-lambda-apis` plus the bootstrap, wired as Lambda would.
     fn start(hits_store: &str) -> Emulator {
-        let port = free_port();
-        let watch = Command::new("cargo-lambda")
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(workspace())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .expect("start cargo lambda watch");
-        let watch = Group(watch);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "cargo lambda watch did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let function = bootstrap_command()
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("HITS_STORE", hits_store)
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start the hits bootstrap");
-        Emulator { port, _function: Group(function), _watch: watch, dir: tempfile::tempdir().unwrap() }
+        let emulator = lambda_emulator::Emulator::start(bootstrap(), "_", &[("HITS_STORE", hits_store)])
+            .expect("cargo-lambda was there a moment ago (preconditions)");
+        Emulator { emulator, dir: tempfile::tempdir().expect("temp dir") }
     }
 
     /// `cargo lambda invoke` with a payload file, as a user would.
@@ -113,7 +46,7 @@ impl Emulator {
         let file = self.dir.path().join("event.json");
         std::fs::write(&file, serde_json::to_vec(event).unwrap()).unwrap();
         let Output { status, stdout, stderr } = Command::new("cargo-lambda")
-            .args(["lambda", "invoke", "_", "-A", "127.0.0.1", "-P", &self.port.to_string(), "-F"])
+            .args(["lambda", "invoke", "_", "-A", "127.0.0.1", "-P", &self.emulator.port().to_string(), "-F"])
             .arg(&file)
             .current_dir(workspace())
             .output()
@@ -124,7 +57,7 @@ impl Emulator {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/lambda-url/_{path}", self.port)
+        self.emulator.function_url("_", path)
     }
 }
 
@@ -170,9 +103,7 @@ async fn exercise(emulator: &Emulator) -> u64 {
 
 /// `None` = skip (tools or emulator absent and not required).
 async fn preconditions() -> Option<aws_config::SdkConfig> {
-    if !have_cargo_lambda() {
-        assert!(!required(), "needs cargo-lambda on PATH: run scripts/test");
-        eprintln!("skipped: needs cargo-lambda (run scripts/test)");
+    if !lambda_emulator::available() {
         return None;
     }
     emulator::config().await

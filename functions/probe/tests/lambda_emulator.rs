@@ -1,88 +1,39 @@
 //! The built `probe` bootstrap under `cargo lambda watch` (its Lambda Runtime API emulator),
 //! probing an axum server started here. Events go in through the emulator's Invoke API, the
 //! endpoint the AWS SDK (and so `latency probe --via-lambda`) calls, which hands back a failed
-//! invocation's error object as it is. Same setup as functions/hits/tests/lambda_emulator.rs.
+//! invocation's error object as it is (HTTP 500, where AWS answers 200 + X-Amz-Function-Error).
+//! The emulator and the bootstrap's process groups: crates/lambda-emulator.
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// Kills a whole process group on drop (cargo-lambda starts helpers of its own).
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-/// `cargo lambda watch --only-lambda-apis` and the bootstrap polling it; fields drop in order,
-/// so the bootstrap stops before the emulator.
+/// The probe bootstrap under the emulator, and a client for its Invoke API.
 struct Emulator {
-    port: u16,
     client: reqwest::Client,
-    _function: Group,
-    _watch: Group,
+    emulator: lambda_emulator::Emulator,
 }
 
 impl Emulator {
     /// `None` (skip) when cargo-lambda is missing, unless HITS_TEST_REQUIRE_ALL=1 requires it.
     fn start() -> Option<Emulator> {
-        let have = Command::new("cargo-lambda")
-            .args(["lambda", "--version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !have {
-            let required = std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() == Ok("1");
-            assert!(!required, "needs cargo-lambda on PATH: run scripts/test");
-            eprintln!("skipped: needs cargo-lambda (run scripts/test)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let watch = Command::new("cargo-lambda")
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .expect("start cargo lambda watch");
-        let watch = Group(watch);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "cargo lambda watch did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let function = Command::new(env!("CARGO_BIN_EXE_probe"))
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .stdin(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start the probe bootstrap");
+        let emulator = lambda_emulator::Emulator::start(
+            env!("CARGO_BIN_EXE_probe"),
+            "_",
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")],
+        )?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Some(Emulator { port, client, _function: Group(function), _watch: watch })
+        Some(Emulator { client, emulator })
     }
 
     /// Invokes the function (the emulator holds the call until the bootstrap polls for it):
     /// `Ok(result)`, or `Err(error object)` when the invocation failed.
     async fn invoke(&self, event: &Value) -> Result<Value, Value> {
-        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port);
+        let url = self.emulator.invoke_url("_");
         let response = self.client.post(url).body(event.to_string()).send().await.unwrap();
         let failed = !response.status().is_success();
         let body = response.bytes().await.unwrap();
