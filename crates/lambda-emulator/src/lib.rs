@@ -3,7 +3,7 @@
 //! as Lambda would run it, and binaries of other workspace packages built on demand.
 //!
 //! ```no_run
-//! let bootstrap = lambda_emulator::workspace_bin("probe-lambda", "probe");
+//! let bootstrap = lambda_emulator::workspace_bin("probe");
 //! let Some(emulator) = lambda_emulator::Emulator::start(&bootstrap, "_", &[]) else { return };
 //! // The AWS SDK's Invoke goes here with AWS_ENDPOINT_URL_LAMBDA=emulator.endpoint().
 //! println!("{}", emulator.invoke_url("_"));
@@ -51,28 +51,29 @@ pub fn available() -> bool {
     have
 }
 
-/// The executable of `bin` in workspace package `package`, built now (a binary of another
-/// package has no `CARGO_BIN_EXE_*`). Runs `$CARGO build -p package --bin bin` (cargo sets
-/// `CARGO` for tests) and takes the path from cargo's own `compiler-artifact` message, so it
-/// holds for any `CARGO_TARGET_DIR`. Built once per process; panics if the build fails.
-pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<(String, String), PathBuf>>> = OnceLock::new();
+/// The executable of the workspace's binary `bin`, built now (a binary of another package has
+/// no `CARGO_BIN_EXE_*`). Runs `$CARGO build --workspace --bin bin` (cargo sets `CARGO` for
+/// tests; `--workspace` resolves features as `cargo test --workspace` does, so this reuses that
+/// build instead of relinking) and takes the path from cargo's own `compiler-artifact` message,
+/// so it holds for any `CARGO_TARGET_DIR`. Built once per process; panics if the build fails.
+pub fn workspace_bin(bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Mutex::default);
     // A panic while building poisons nothing we rely on: the map only ever holds finished paths.
     let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (package.to_owned(), bin.to_owned());
+    let key = bin.to_owned();
     if let Some(path) = built.get(&key) {
         return path.clone();
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["build", "--locked", "-p", package, "--bin", bin, "--message-format=json-render-diagnostics"])
+        .args(["build", "--locked", "--workspace", "--bin", bin, "--message-format=json-render-diagnostics"])
         .current_dir(workspace())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("run {} build -p {package}: {e}", Path::new(&cargo).display()));
-    assert!(output.status.success(), "cargo build -p {package} --bin {bin} failed (its errors are above)");
+        .unwrap_or_else(|e| panic!("run {} build --bin {bin}: {e}", Path::new(&cargo).display()));
+    assert!(output.status.success(), "cargo build --workspace --bin {bin} failed (its errors are above)");
     let path = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -82,7 +83,7 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
                 && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"))
         })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo build -p {package} --bin {bin} named no executable"));
+        .unwrap_or_else(|| panic!("cargo build --workspace --bin {bin} named no executable"));
     built.insert(key, path.clone());
     path
 }

@@ -360,7 +360,8 @@ fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Erro
     let root = workspace_root()?;
     let script = root.join("scripts/local");
     // scripts/local keeps its state in HITS_LOCAL_STATE when set (as scripts/test does).
-    let state = std::env::var_os("HITS_LOCAL_STATE").map(PathBuf::from).unwrap_or_else(|| root.join(".local"));
+    let state =
+        std::env::var_os("HITS_LOCAL_STATE").map(PathBuf::from).unwrap_or_else(|| root.join(".local"));
     let path = state.join("targets.toml");
     let running = path.exists()
         && Command::new(&script)

@@ -56,7 +56,7 @@ fn latency(endpoint: &str, args: &[&str]) -> Output {
 
 /// This workspace's probe bootstrap (package `probe-lambda`, binary `probe`), built now.
 fn probe_bootstrap() -> PathBuf {
-    lambda_emulator::workspace_bin("probe-lambda", "probe")
+    lambda_emulator::workspace_bin("probe")
 }
 
 #[test]
