@@ -123,6 +123,11 @@ pub fn handler(
 /// Runs the function: warms the store connection during init (full CPU, not billed at the
 /// throttled rate on the first request), then serves events until the runtime stops it.
 pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
+    // HITS_PRECONNECT=0 skips the pre-connect, so `latency cold-start` can show what it saves.
+    if matches!(std::env::var("HITS_PRECONNECT").as_deref(), Ok("0" | "false")) {
+        tracing::info!(store = counter.kind(), "store pre-connect skipped (HITS_PRECONNECT=0)");
+        return lambda_runtime::run(handler(counter)).await;
+    }
     let started = std::time::Instant::now();
     match counter.warm().await {
         Ok(()) => tracing::info!(
