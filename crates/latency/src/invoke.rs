@@ -22,7 +22,7 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// A Lambda client for the probe: built once, with a timeout that fits a 5-minute probe run.
 pub async fn client() -> Client {
-    let shared = aws_setup::load().await;
+    let shared = aws_setup::load_with(aws_setup::TrustRoots::Platform).await;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(INVOKE_TIMEOUT)
