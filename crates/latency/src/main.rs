@@ -45,7 +45,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a request's timing then includes no hand-off between worker threads, which
+    // shows on loopback targets; the CLI spends its time waiting on the network anyway.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("latency: cannot start the async runtime: {err}");

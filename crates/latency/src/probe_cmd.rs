@@ -72,7 +72,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(format!("report: {e}")))?;
         println!("{json}");
     } else {
-        print!("{report}");
+        println!("{report}");
     }
     Ok(())
 }
