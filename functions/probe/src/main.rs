@@ -8,7 +8,8 @@ use std::time::{Instant, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread, as in the `latency` CLI: timings include no hand-off between worker threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // JSON logs when Lambda's LoggingConfig asks for them, text otherwise.
     lambda_runtime::tracing::init_default_subscriber();
