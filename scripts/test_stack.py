@@ -76,7 +76,7 @@ class StackAgainstMoto(unittest.TestCase):
         code, out, err = run("--store", "dynamodb", "--prefix", prefix)
         self.assertEqual(code, 0, err)
         table = f"{prefix}-countertable"
-        self.assertEqual(out, f"HITS_STORE=dynamodb:{table}\n")
+        self.assertEqual(out, f"NO_COLOR=1\nHITS_STORE=dynamodb:{table}\n")
         described = self.dynamodb.describe_table(TableName=table)["Table"]
         self.assertEqual(described["KeySchema"], [{"AttributeName": "id", "KeyType": "HASH"}])
         self.assertEqual(described["AttributeDefinitions"], [{"AttributeName": "id", "AttributeType": "N"}])
@@ -90,7 +90,7 @@ class StackAgainstMoto(unittest.TestCase):
         code, out, err = run("--store", "s3", "--prefix", prefix)
         self.assertEqual(code, 0, err)
         bucket = f"{prefix}-counterbucket"
-        self.assertEqual(out, f"HITS_STORE=s3:{bucket}/hits/count\n")
+        self.assertEqual(out, f"NO_COLOR=1\nHITS_STORE=s3:{bucket}/hits/count\n")
         self.s3.head_bucket(Bucket=bucket)
         tables = self.dynamodb.list_tables()["TableNames"]
         self.assertNotIn(f"{prefix}-countertable", tables, "Store=s3 creates no table")
@@ -104,7 +104,7 @@ class StackAgainstMoto(unittest.TestCase):
                 self.assertEqual(code, 0, err)
                 self.assertEqual(out, "")
             self.assertIn(f"kept table {prefix}-countertable", err)
-            self.assertEqual(env_file.read_text(), f"HITS_STORE=dynamodb:{prefix}-countertable\n")
+            self.assertEqual(env_file.read_text(), f"NO_COLOR=1\nHITS_STORE=dynamodb:{prefix}-countertable\n")
 
     def test_a_store_the_template_does_not_allow_is_refused(self) -> None:
         code, out, err = run("--store", "redis", "--prefix", unique_prefix("x"))
