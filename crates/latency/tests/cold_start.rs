@@ -203,3 +203,20 @@ fn with_the_quota_after_init_the_bootstrap_enters_the_cgroup_before_its_first_ev
         assert!(message.contains("CPU quota unavailable on this machine: "), "{message}");
     }
 }
+
+#[test]
+fn hits_preconnect_0_skips_the_store_pre_connect_at_init() {
+    let bootstrap = hits_bootstrap().to_str().expect("a UTF-8 path");
+    let summary = |extra: &[&str]| -> Value {
+        let args =
+            [&["--bootstrap", bootstrap, "--runs", "1", "--env", "HITS_STORE=memory", "--json"], extra]
+                .concat();
+        let output = latency(&args);
+        assert!(output.status.success(), "cold-start failed: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    };
+    let with = summary(&[]);
+    assert!(with["preconnect"]["median_ms"].is_number(), "the pre-connect is logged by default: {with}");
+    let without = summary(&["--env", "HITS_PRECONNECT=0"]);
+    assert!(without["preconnect"].is_null(), "no pre-connect with HITS_PRECONNECT=0: {without}");
+}
