@@ -25,9 +25,23 @@ use std::time::{Duration, Instant};
 /// How long `cargo lambda watch` may take to listen on its port.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The workspace root (where `cargo lambda watch` runs and `workspace_bin` builds).
+/// The workspace root (where `cargo lambda watch` runs and `workspace_bin` builds): the nearest
+/// directory above the running test's package (cargo runs tests there) whose `Cargo.toml` has a
+/// `[workspace]`. Found at run time, not baked in with `env!`: a shared `CARGO_TARGET_DIR` may
+/// hand this crate's build from another checkout of the workspace to this one.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
+        })
+        .map(Path::to_path_buf)
+        .unwrap_or(start)
 }
 
 /// `HITS_TEST_REQUIRE_ALL=1`: tests that need a tool fail instead of skipping.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use counter::SharedCounter;
 use lambda_http::request::LambdaRequest;
-use lambda_http::{Adapter, RequestExt};
+use lambda_http::Adapter;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceBuilder};
@@ -57,38 +57,7 @@ pub enum Reply {
 #[error("unknown instruction {0:?}; the only one is \"warmer\"")]
 pub struct UnknownInstruction(String);
 
-/// Strips an API Gateway stage prefix (`/prod/hits` → `/hits`), so routes match whatever the
-/// stage is called. `lambda_http` puts the stage in front of REST and named-stage HTTP API
-/// paths; `$default` stages and Function URLs have none.
-pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
-    let stage = match req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
-        _ => None,
-    };
-    let Some(stage) = stage.filter(|s| s != "$default" && !s.is_empty()) else {
-        return req;
-    };
-    let prefix = format!("/{stage}");
-    let path = req.uri().path();
-    let rest = match path.strip_prefix(&prefix) {
-        Some("") => "/",
-        Some(rest) if rest.starts_with('/') => rest,
-        _ => return req,
-    };
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest.to_owned(),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    if let Ok(pq) = path_and_query.parse() {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
-    req
-}
+pub use edge::strip_stage;
 
 /// The whole function as a plain async fn of the event, so tests can drive it without a runtime.
 pub fn handler(

@@ -79,7 +79,7 @@ pub async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let app = crate::router(counter.clone());
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        edge::shutdown_signal().await;
         tracing::info!("shutdown signal: finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
@@ -94,24 +94,6 @@ pub async fn serve(
     counter.close().await.map_err(std::io::Error::other)?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
 #[cfg(test)]

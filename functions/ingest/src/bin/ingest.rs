@@ -1,1 +1,16 @@
-fn main() {}
+//! The `ingest` Lambda function (`bootstrap`): sinks and SDK clients are built once, at init.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let built = match ingest_fn::config::LambdaConfig::from_env() {
+        Ok(config) => ingest_fn::lambda::build(&config).await,
+        Err(e) => Err(e),
+    };
+    let (ingest, sink) = built.unwrap_or_else(|e| {
+        // An init failure: Lambda logs it and reports the exit; nothing to retry.
+        tracing::error!("cannot start: {e}");
+        std::process::exit(2);
+    });
+    ingest_fn::lambda::run(ingest, sink).await
+}

@@ -1,0 +1,56 @@
+//! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
+//! shutdown signal for the servers.
+
+use lambda_http::RequestExt;
+
+/// Strips an API Gateway stage prefix (`/prod/hits` → `/hits`), so routes match whatever the
+/// stage is called. `lambda_http` puts the stage in front of REST and named-stage HTTP API
+/// paths; `$default` stages and Function URLs have none.
+pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    let stage = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| s != "$default" && !s.is_empty()) else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return req,
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = lambda_http::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Resolves on SIGTERM (what ECS, Kubernetes and systemd send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

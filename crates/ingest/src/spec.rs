@@ -1,0 +1,134 @@
+//! Which sink to use, from `INGEST_SINK` / `INGEST_INVALID_SINK`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::SharedSink;
+use crate::sinks::{FileSink, NullSink};
+
+/// The accepted forms, quoted in every error message.
+pub const ACCEPTED_FORMS: &str =
+    "stdout | file:<path> | null | firehose:<delivery stream> | kinesis:<stream>";
+
+/// A sink named in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// Newline-delimited JSON on standard output (the local default).
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+    /// Taken and forgotten (benchmarks).
+    Null,
+    /// A Firehose delivery stream (Direct PUT).
+    Firehose { stream: String },
+    /// A Kinesis data stream.
+    Kinesis { stream: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {var} {value:?}: {why}; accepted forms: {ACCEPTED_FORMS}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+impl SinkSpec {
+    /// Reads `var`; `Ok(None)` when it is unset or empty.
+    pub fn from_env(var: &'static str) -> Result<Option<SinkSpec>, ConfigError> {
+        match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => {
+                value.parse().map(Some).map_err(|e: ConfigError| ConfigError { var, ..e })
+            }
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                Err(ConfigError { var, value: raw.to_string_lossy().into_owned(), why: "not valid UTF-8" })
+            }
+        }
+    }
+
+    /// Builds the sink; AWS clients are created here, once per process.
+    pub async fn open(&self) -> Result<SharedSink, ConfigError> {
+        Ok(match self {
+            SinkSpec::Stdout => Arc::new(FileSink::stdout()),
+            SinkSpec::File(path) => Arc::new(FileSink::open(path).map_err(|_| ConfigError {
+                var: "sink",
+                value: path.display().to_string(),
+                why: "cannot open the file for appending",
+            })?),
+            SinkSpec::Null => Arc::new(NullSink),
+            #[cfg(feature = "firehose")]
+            SinkSpec::Firehose { stream } => {
+                Arc::new(crate::firehose::FirehoseSink::from_env(stream.clone()).await)
+            }
+            #[cfg(feature = "kinesis")]
+            SinkSpec::Kinesis { stream } => {
+                Arc::new(crate::kinesis::KinesisSink::from_env(stream.clone()).await)
+            }
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(ConfigError {
+                    var: "sink",
+                    value: format!("{self:?}"),
+                    why: "this build has no AWS sinks (cargo features firehose, kinesis)",
+                });
+            }
+        })
+    }
+}
+
+impl FromStr for SinkSpec {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let err = |why| ConfigError { var: "sink", value: value.to_owned(), why };
+        let value = value.trim();
+        match value {
+            "stdout" => return Ok(SinkSpec::Stdout),
+            "null" => return Ok(SinkSpec::Null),
+            _ => {}
+        }
+        let Some((scheme, rest)) = value.split_once(':') else {
+            return Err(err("unknown sink"));
+        };
+        // Firehose: 1-64 of [a-zA-Z0-9_.-]; Kinesis: 1-128 of the same.
+        let name_ok = |max: usize| {
+            (1..=max).contains(&rest.len())
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        };
+        match scheme {
+            "file" if rest.is_empty() => Err(err("file: needs a path")),
+            "file" => Ok(SinkSpec::File(PathBuf::from(rest))),
+            "firehose" if name_ok(64) => Ok(SinkSpec::Firehose { stream: rest.to_owned() }),
+            "firehose" => Err(err("a delivery stream name is 1-64 characters of [A-Za-z0-9_.-]")),
+            "kinesis" if name_ok(128) => Ok(SinkSpec::Kinesis { stream: rest.to_owned() }),
+            "kinesis" => Err(err("a stream name is 1-128 characters of [A-Za-z0-9_.-]")),
+            _ => Err(err("unknown sink")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_accepted_form_parses() {
+        assert_eq!("stdout".parse(), Ok(SinkSpec::Stdout));
+        assert_eq!("null".parse(), Ok(SinkSpec::Null));
+        assert_eq!("file:/tmp/e.ndjson".parse(), Ok(SinkSpec::File("/tmp/e.ndjson".into())));
+        assert_eq!("firehose:events-1".parse(), Ok(SinkSpec::Firehose { stream: "events-1".into() }));
+        assert_eq!(" kinesis:s.1 ".parse(), Ok(SinkSpec::Kinesis { stream: "s.1".into() }));
+    }
+
+    #[test]
+    fn bad_forms_say_what_is_accepted() {
+        for bad in ["", "memory", "file:", "firehose:", "firehose:a b", "kinesis:x/y", "s3:b/k"] {
+            let e = bad.parse::<SinkSpec>().unwrap_err();
+            assert!(e.to_string().contains(ACCEPTED_FORMS), "{bad}: {e}");
+        }
+        let long = format!("firehose:{}", "a".repeat(65));
+        assert!(long.parse::<SinkSpec>().is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! The Lambda host: the router behind API Gateway (HTTP API v2, REST v1) and Function URLs,
+//! delivering each request's events to the sink before it answers.
+
+use std::sync::Arc;
+
+use ingest::direct::{Direct, DirectConfig};
+use ingest::{SharedIngest, SharedSink};
+use tower::ServiceBuilder;
+
+use crate::config::LambdaConfig;
+
+/// Builds the sinks (SDK clients) once, at init.
+pub async fn build(config: &LambdaConfig) -> Result<(SharedIngest, SharedSink), String> {
+    let sink = config.sink.open().await.map_err(|e| e.to_string())?;
+    let invalid_sink = match &config.invalid_sink {
+        Some(spec) => Some(spec.open().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut direct = DirectConfig::for_sink(sink.as_ref());
+    direct.budget = config.budget;
+    if let Some(cap) = config.pack_bytes {
+        direct.pack_cap = cap;
+    }
+    let ingest: SharedIngest = Arc::new(Direct::new(sink.clone(), invalid_sink, direct));
+    Ok((ingest, sink))
+}
+
+/// Opens the sink's connection during init (full CPU, not billed at the throttled rate of the
+/// first request), then serves events until the runtime stops the function.
+pub async fn run(ingest: SharedIngest, sink: SharedSink) -> Result<(), lambda_http::Error> {
+    let started = std::time::Instant::now();
+    match sink.warm().await {
+        Ok(()) => {
+            tracing::info!(sink = %sink.describe(), warm_ms = started.elapsed().as_millis() as u64, "sink connection open")
+        }
+        Err(e) => {
+            tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; will retry per request")
+        }
+    }
+    let service = ServiceBuilder::new().map_request(edge::strip_stage).service(crate::router(ingest));
+    lambda_http::run(service).await
+}

@@ -1,0 +1,209 @@
+//! The HTTP contract of `POST /events`, on the router both hosts serve, with in-memory sinks:
+//! the Lambda's direct delivery and the server's buffer answer the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use ingest::batcher::{BufferConfig, Buffered};
+use ingest::direct::{Direct, DirectConfig};
+use ingest::sinks::{FaultSink, MemorySink};
+use ingest::{SharedIngest, Sink};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send(ingest: &SharedIngest, request: Request<Body>) -> Reply {
+    let response = ingest_fn::router(ingest.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply { status, headers, body }
+}
+
+fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(body.into()).unwrap()
+}
+
+fn event(i: usize) -> Value {
+    json!({"type": "click", "timestamp": 1_700_000_000_000u64 + i as u64, "id": i})
+}
+
+fn direct(sink: Arc<dyn Sink>, invalid: Option<Arc<dyn Sink>>) -> SharedIngest {
+    let config = DirectConfig { budget: Duration::from_millis(300), ..DirectConfig::for_sink(sink.as_ref()) };
+    Arc::new(Direct::new(sink, invalid, config))
+}
+
+fn buffered(sink: Arc<dyn Sink>, invalid: Option<Arc<dyn Sink>>) -> (SharedIngest, Arc<Buffered>) {
+    let config = BufferConfig {
+        linger: Duration::from_millis(5),
+        sync_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let b = Arc::new(Buffered::start(sink, invalid, config).unwrap());
+    (b.clone(), b)
+}
+
+/// Both hosts, each with a fresh valid and invalid memory sink.
+fn hosts() -> Vec<(&'static str, SharedIngest, Arc<MemorySink>, Arc<MemorySink>)> {
+    let (s1, i1) = (Arc::new(MemorySink::default()), Arc::new(MemorySink::default()));
+    let (s2, i2) = (Arc::new(MemorySink::default()), Arc::new(MemorySink::default()));
+    vec![
+        ("lambda", direct(s1.clone(), Some(i1.clone())), s1, i1),
+        ("server", buffered(s2.clone(), Some(i2.clone())).0, s2, i2),
+    ]
+}
+
+async fn eventually(mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(check(), "condition not met within 2 s");
+}
+
+#[tokio::test]
+async fn async_mode_accepts_valid_events_and_routes_invalid_ones() {
+    for (host, ingest, sink, invalid) in hosts() {
+        let body = json!([event(1), {"type": "", "timestamp": 1}, event(2)]).to_string();
+        let r = send(&ingest, post("/events", body)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{host}: {:?}", r.body);
+        assert_eq!(r.body, json!({"accepted": 2, "invalid": 1}), "{host}");
+        eventually(|| sink.events().len() == 2 && invalid.events().len() == 1).await;
+        let line: Value = serde_json::from_slice(&invalid.events()[0]).unwrap();
+        assert_eq!(line["index"], 1, "{host}");
+        assert_eq!(line["error"], "`type` is empty", "{host}");
+        let metrics = send(&ingest, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        let text = metrics.body.as_str().unwrap().to_owned();
+        assert!(text.contains("ingest_accepted_events_total 2"), "{host}: {text}");
+        assert!(text.contains("ingest_invalid_events_total 1"), "{host}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn sync_mode_is_all_or_nothing() {
+    for (host, ingest, sink, invalid) in hosts() {
+        let body = json!([event(1), {"timestamp": 1}, event(2), {"type": "t", "timestamp": "x"}]).to_string();
+        let r = send(&ingest, post("/events?mode=sync", body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}");
+        assert_eq!(
+            r.body["errors"],
+            json!([{"index": 1, "error": "`type` is missing"}, {"index": 3, "error": "`timestamp` must be a number (epoch milliseconds)"}]),
+            "{host}"
+        );
+        let r = send(
+            &ingest,
+            Request::post("/events")
+                .header("content-type", "application/json")
+                .header("x-ingest-mode", "sync")
+                .body(Body::from(event(7).to_string()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"accepted": 1})), "{host}");
+        // Acknowledged means already in the sink, with nothing of the refused request.
+        let events = sink.events();
+        assert_eq!(events.len(), 1, "{host}");
+        assert_eq!(serde_json::from_slice::<Value>(&events[0]).unwrap(), event(7), "{host}");
+        assert!(invalid.events().is_empty(), "{host}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_events_get_a_clear_4xx_in_both_modes() {
+    for (host, ingest, sink, _) in hosts() {
+        for mode in ["async", "sync"] {
+            let uri = format!("/events?mode={mode}");
+            let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+                (
+                    Request::post(&uri).body(Body::from(event(1).to_string())).unwrap(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "Content-Type",
+                ),
+                (
+                    Request::post(&uri).header("content-type", "text/plain").body(Body::from("hi")).unwrap(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "text/plain",
+                ),
+                (post(&uri, ""), StatusCode::BAD_REQUEST, "empty"),
+                (post(&uri, "{\"type\":"), StatusCode::BAD_REQUEST, "not JSON"),
+                (post(&uri, "[]"), StatusCode::BAD_REQUEST, "empty"),
+                (post(&uri, "42"), StatusCode::BAD_REQUEST, "not a number"),
+                (post(&uri, vec![b' '; 1024 * 1024 + 10]), StatusCode::PAYLOAD_TOO_LARGE, "1 MiB"),
+                (post(&uri, json!(vec![event(0); 501]).to_string()), StatusCode::BAD_REQUEST, "at most 500"),
+            ];
+            for (request, status, needle) in cases {
+                let r = send(&ingest, request).await;
+                assert_eq!(r.status, status, "{host} {mode}: {:?}", r.body);
+                let message = r.body["error"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains(needle) || (needle == "not a number" && message.contains("a number")),
+                    "{host} {mode}: {message}"
+                );
+            }
+        }
+        let r = send(&ingest, post("/events?mode=later", event(1).to_string())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}");
+        assert!(r.body["error"].as_str().unwrap().contains("sync or async"));
+        let r = send(&ingest, Request::get("/events").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{host}");
+        let r = send(&ingest, Request::get("/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{host}");
+        let r = send(&ingest, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.body["status"], "pass", "{host}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(sink.events().is_empty(), "{host}: nothing reaches the sink from a refused body");
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_stays_down_is_a_503_in_sync_mode_and_counted_in_async_mode_on_lambda() {
+    let sink = Arc::new(FaultSink::new(MemorySink::default()));
+    sink.down();
+    let ingest = direct(sink.clone(), None);
+    let r = send(&ingest, post("/events?mode=sync", json!([event(1), event(2)]).to_string())).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body["error"].as_str().unwrap().contains("not acknowledged"), "{:?}", r.body);
+    let r = send(&ingest, post("/events", json!([event(1), event(2)]).to_string())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.body, json!({"accepted": 0, "invalid": 0, "undelivered": 2}));
+    let metrics = send(&ingest, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(metrics.body.as_str().unwrap().contains("ingest_undelivered_events_total 2"));
+}
+
+#[tokio::test]
+async fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
+    let sink = Arc::new(FaultSink::new(MemorySink::default()));
+    sink.down();
+    let config =
+        BufferConfig { max_buffer_bytes: 4096, linger: Duration::from_millis(1), ..Default::default() };
+    let buffered = Arc::new(Buffered::start(sink.clone(), None, config).unwrap());
+    let ingest: SharedIngest = buffered.clone();
+    let mut statuses = Vec::new();
+    for i in 0..100 {
+        let r = send(&ingest, post("/events", event(i).to_string())).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(r.headers.get(header::RETRY_AFTER).unwrap(), "1");
+            assert!(r.body["error"].as_str().unwrap().contains("buffer is full"));
+        }
+        statuses.push(r.status);
+    }
+    let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    assert!(accepted > 0 && accepted < 100, "{accepted} accepted");
+    sink.up();
+    let report = buffered.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.dropped_records, 0);
+    let inner = sink.inner();
+    assert_eq!(inner.events().len(), accepted, "every 202 is delivered once the sink is back");
+}
