@@ -6,13 +6,15 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::book::PriceBook;
-use crate::profile::{Item, Profile, RecordSizing};
-use crate::{CostError, GB_BYTES, firehose_billed_bytes, kinesis_put_units, sqs_requests};
+use crate::profile::{Profile, RecordSizing};
+use crate::render::{amount, thousands};
+use crate::{CostError, firehose_billed_bytes};
 
 /// Hours in the billing month the model uses (AWS's own convention: 8,760 / 12).
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
 const MILLION: f64 = 1_000_000.0;
+const SECONDS_PER_MONTH: f64 = HOURS_PER_MONTH * 3600.0;
 /// Lambda's longest timeout; longer durations are a mistake in the input.
 const MAX_LAMBDA_MS: f64 = 900_000.0;
 
@@ -85,8 +87,17 @@ pub struct Params {
     pub cold_start_ratio: f64,
     /// Volume for [`Estimate::per_month`] (default 1,000,000).
     pub calls_per_month: u64,
-    /// Record size for Firehose / Kinesis / SQS items.
-    pub record_bytes: Option<u64>,
+    /// Events one call (one HTTP request) carries, at least 1 (default 1). A record item packs a
+    /// call's events into records (or a server's buffer packs many calls'); a fleet is sized on
+    /// `calls_per_month × events_per_call` spread evenly over the month.
+    pub events_per_call: u32,
+    /// Size of one event as put in a record (a line of compact JSON and its newline), for
+    /// Firehose / Kinesis / SQS items; default: the profile's.
+    pub event_bytes: Option<u64>,
+    /// Events a second one vCPU handles, for profiles with a fleet; default: the profile's.
+    pub events_per_vcpu_s: Option<f64>,
+    /// Share of the fleet's capacity to size for, 0 < u ≤ 1; default: the profile's.
+    pub utilisation: Option<f64>,
     /// EC2 instance type instead of the profile's (the book must price `ec2.<type>`).
     pub instance_type: Option<String>,
 }
@@ -101,7 +112,10 @@ impl Default for Params {
             init_billed: true,
             cold_start_ratio: 0.0,
             calls_per_month: 1_000_000,
-            record_bytes: None,
+            events_per_call: 1,
+            event_bytes: None,
+            events_per_vcpu_s: None,
+            utilisation: None,
             instance_type: None,
         }
     }
@@ -168,6 +182,48 @@ pub struct LambdaUsage {
     pub cold_start_ratio: f64,
 }
 
+/// How an estimate turned events into records, for profiles with a `record` item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordUsage {
+    /// The sink and its billing.
+    pub sizing: RecordSizing,
+    /// Size of one event.
+    pub event_bytes: u64,
+    /// Events in one (full) record: at most what fits in the sink's record cap, and at most the
+    /// events of one call (per-call packing) or of one linger (a server's buffer).
+    pub events_per_record: u64,
+    /// Records one call's events make, on average.
+    pub records_per_call: f64,
+    /// Billed units (GB, PUT payload units, requests) one call's records make.
+    pub units_per_call: f64,
+    /// The buffer's linger when a server pools many calls' events; `None`: packed per call.
+    pub linger_ms: Option<f64>,
+}
+
+impl RecordUsage {
+    /// Bytes of one (full) record: `events_per_record × event_bytes`.
+    pub fn record_bytes(&self) -> u64 {
+        self.events_per_record.saturating_mul(self.event_bytes)
+    }
+}
+
+/// How an estimate sized a fleet of Fargate tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetUsage {
+    /// Events a second: `calls_per_month × events_per_call` over a 730-hour month.
+    pub events_per_s: f64,
+    /// Events a second one vCPU handles (an assumption until measured).
+    pub events_per_vcpu_s: f64,
+    /// Share of capacity sized for.
+    pub utilisation: f64,
+    /// Events a second one task handles at full load: vCPU × `events_per_vcpu_s`.
+    pub task_events_per_s: f64,
+    /// Tasks whatever the volume.
+    pub min_tasks: u32,
+    /// `max(min_tasks, ceil(events_per_s ÷ (task_events_per_s × utilisation)))`.
+    pub tasks: u32,
+}
+
 /// An itemised estimate for one profile, book and set of params.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
@@ -183,16 +239,23 @@ pub struct Estimate {
     pub as_of: String,
     /// The volume [`Estimate::per_month`] is for.
     pub calls_per_month: u64,
+    /// Events one call carries ([`Params::events_per_call`]).
+    pub events_per_call: u32,
     /// One line per charged item: Lambda first, then per-call items, then monthly ones.
     pub lines: Vec<Line>,
     /// The variable part: dollars per million calls.
     pub per_million_calls: f64,
-    /// The fixed part: dollars per month whatever the calls.
+    /// The fixed part: dollars per month whatever the calls. With a `fleet` (the task count) or
+    /// a `buffer` (the records' size) both parts are for [`Estimate::calls_per_month`] only.
     pub fixed_per_month: f64,
     /// `fixed_per_month + per_million_calls × calls_per_month / 1e6`.
     pub per_month: f64,
     /// The Lambda settings used, for Lambda profiles.
     pub lambda: Option<LambdaUsage>,
+    /// How events became records, for profiles with a `record` item.
+    pub records: Option<RecordUsage>,
+    /// How many tasks, for profiles with a fleet.
+    pub fleet: Option<FleetUsage>,
     /// Assumptions worth printing under the table.
     pub notes: Vec<String>,
 }
@@ -305,10 +368,53 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
         }
     };
 
-    let record_bytes = params.record_bytes.or(profile.record_bytes);
+    let events_per_s = params.calls_per_month as f64 * f64::from(params.events_per_call) / SECONDS_PER_MONTH;
+    let fleet = match (&profile.fleet, &profile.fargate) {
+        (Some(fleet), Some(fargate)) => {
+            let events_per_vcpu_s = params.events_per_vcpu_s.unwrap_or(fleet.events_per_vcpu_s);
+            let utilisation = params.utilisation.unwrap_or(fleet.utilisation);
+            let task_events_per_s = fargate.vcpu * events_per_vcpu_s;
+            let needed = (events_per_s / (task_events_per_s * utilisation)).ceil();
+            // Saturating cast: a fleet of 4 billion tasks is already an answer.
+            let tasks = (needed as u32).max(fleet.min_tasks);
+            notes.push(format!(
+                "Fleet: {} events/s ÷ ({} vCPU × {} events/s per vCPU × {}% target utilisation = {} \
+                 events/s a task) = {} → {tasks} task{} (at least {} for availability). The events/s \
+                 per vCPU is an assumption until measured; the rate is the month's average.",
+                amount(events_per_s),
+                trim_number(fargate.vcpu),
+                amount(events_per_vcpu_s),
+                trim_number(utilisation * 100.0),
+                amount(task_events_per_s * utilisation),
+                trim_number(round_to(events_per_s / (task_events_per_s * utilisation), 2)),
+                if tasks == 1 { "" } else { "s" },
+                fleet.min_tasks,
+            ));
+            Some(FleetUsage {
+                events_per_s,
+                events_per_vcpu_s,
+                utilisation,
+                task_events_per_s,
+                min_tasks: fleet.min_tasks,
+                tasks,
+            })
+        }
+        _ => None,
+    };
+    let tasks = fleet.as_ref().map_or(1, |f| f.tasks);
+
+    let mut records = None;
     for item in &profile.per_call {
-        let quantity = item.quantity / item.per_calls * record_factor(item, record_bytes)?;
-        lines.push(line(item_label(item, record_bytes), &item.price, Basis::PerCall, quantity, 0.0)?);
+        let mut quantity = item.quantity / item.per_calls;
+        let mut label = item.item.clone();
+        if let Some(sizing) = item.record {
+            let usage = record_usage(profile, params, sizing, events_per_s / f64::from(tasks))?;
+            quantity *= usage.units_per_call;
+            label = record_label(&item.item, &usage);
+            notes.push(record_note(&usage, params.events_per_call));
+            records = Some(usage);
+        }
+        lines.push(line(label, &item.price, Basis::PerCall, quantity, 0.0)?);
     }
 
     if let Some(instance) = &profile.instance {
@@ -340,22 +446,27 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
         } else {
             (0.0, "on-demand".to_owned())
         };
+        let times_tasks = if tasks == 1 { String::new() } else { format!(" × {tasks} tasks") };
         lines.push(line(
-            format!("Fargate {} vCPU × {} h ({kind})", trim_number(fargate.vcpu), trim_number(fargate.hours)),
+            format!(
+                "Fargate {} vCPU × {} h{times_tasks} ({kind})",
+                trim_number(fargate.vcpu),
+                trim_number(fargate.hours)
+            ),
             "fargate.vcpu_hour",
             Basis::PerMonth,
-            fargate.vcpu * fargate.hours,
+            fargate.vcpu * fargate.hours * f64::from(tasks),
             discount,
         )?);
         lines.push(line(
             format!(
-                "Fargate {} GB × {} h ({kind})",
+                "Fargate {} GB × {} h{times_tasks} ({kind})",
                 trim_number(fargate.memory_gb),
                 trim_number(fargate.hours)
             ),
             "fargate.gb_hour",
             Basis::PerMonth,
-            fargate.memory_gb * fargate.hours,
+            fargate.memory_gb * fargate.hours * f64::from(tasks),
             discount,
         )?);
     }
@@ -378,34 +489,127 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
         region: book.region().to_owned(),
         as_of: book.as_of().to_owned(),
         calls_per_month: params.calls_per_month,
+        events_per_call: params.events_per_call,
         per_month: fixed_per_month + per_million_calls * params.calls_per_month as f64 / MILLION,
         lines,
         per_million_calls,
         fixed_per_month,
         lambda,
+        records,
+        fleet,
         notes,
     })
 }
 
-fn record_factor(item: &Item, record_bytes: Option<u64>) -> Result<f64, CostError> {
-    let Some(sizing) = item.record else {
-        return Ok(1.0);
-    };
-    let bytes = record_bytes.ok_or(CostError::InvalidParam {
-        name: "record_bytes",
-        reason: format!("`{}` needs a record size", item.item),
+/// How one call's events become records of `sizing`'s sink. `events_per_s_per_task` is what one
+/// server task receives, for a buffered profile.
+fn record_usage(
+    profile: &Profile,
+    params: &Params,
+    sizing: RecordSizing,
+    events_per_s_per_task: f64,
+) -> Result<RecordUsage, CostError> {
+    let event_bytes = params.event_bytes.or(profile.event_bytes).ok_or(CostError::InvalidParam {
+        name: "event_bytes",
+        reason: format!("`{}` needs an event size", profile.id),
     })?;
-    Ok(match sizing {
-        RecordSizing::Firehose => firehose_billed_bytes(bytes) as f64 / GB_BYTES,
-        RecordSizing::Kinesis => kinesis_put_units(bytes) as f64,
-        RecordSizing::Sqs => sqs_requests(1, bytes) as f64,
+    let cap = sizing.max_record_bytes();
+    if event_bytes > cap {
+        return Err(CostError::InvalidParam {
+            name: "event_bytes",
+            reason: format!("{event_bytes} B is more than a {} record holds ({cap} B)", sizing.sink()),
+        });
+    }
+    let fit = (cap / event_bytes).max(1);
+    let events = u64::from(params.events_per_call);
+    let units = |events_in_record: u64| sizing.billed_units(events_in_record * event_bytes);
+    Ok(match &profile.buffer {
+        None => {
+            // One call's events, packed in order: full records, then what is left.
+            let (full, rest) = (events / fit, events % fit);
+            let records = full + u64::from(rest > 0);
+            let rest_units = if rest > 0 { units(rest) } else { 0.0 };
+            RecordUsage {
+                sizing,
+                event_bytes,
+                events_per_record: events.min(fit),
+                records_per_call: records as f64,
+                units_per_call: full as f64 * units(fit) + rest_units,
+                linger_ms: None,
+            }
+        }
+        Some(buffer) => {
+            // Floor: a record closes at the linger with the events that arrived by then.
+            let per_linger = (events_per_s_per_task * buffer.linger_ms / 1000.0).floor();
+            let per_record = if per_linger >= fit as f64 { fit } else { (per_linger as u64).max(1) };
+            RecordUsage {
+                sizing,
+                event_bytes,
+                events_per_record: per_record,
+                records_per_call: events as f64 / per_record as f64,
+                units_per_call: events as f64 * units(per_record) / per_record as f64,
+                linger_ms: Some(buffer.linger_ms),
+            }
+        }
     })
 }
 
-fn item_label(item: &Item, record_bytes: Option<u64>) -> String {
-    match (item.record, record_bytes) {
-        (Some(_), Some(bytes)) => format!("{} of {bytes} B", item.item),
-        _ => item.item.clone(),
+fn record_label(item: &str, usage: &RecordUsage) -> String {
+    if usage.events_per_record == 1 {
+        format!("{item} of {} B", thousands(usage.event_bytes))
+    } else {
+        format!(
+            "{item} of {} events ({} B)",
+            thousands(usage.events_per_record),
+            thousands(usage.record_bytes())
+        )
+    }
+}
+
+fn record_note(usage: &RecordUsage, events_per_call: u32) -> String {
+    let sink = usage.sizing.sink();
+    let record = usage.record_bytes();
+    let billed = match usage.sizing {
+        RecordSizing::Firehose => {
+            let billed = firehose_billed_bytes(record);
+            format!(
+                "billed {} B ({}% of it rounding up to 5 KB)",
+                thousands(billed),
+                trim_number(round_to((billed - record) as f64 / billed as f64 * 100.0, 1))
+            )
+        }
+        RecordSizing::Kinesis => {
+            format!("{} PUT payload units", trim_number(usage.sizing.billed_units(record)))
+        }
+        RecordSizing::Sqs => format!("{} requests", trim_number(usage.sizing.billed_units(record))),
+    };
+    let events = |n: u64| if n == 1 { "1 event".to_owned() } else { format!("{} events", thousands(n)) };
+    match usage.linger_ms {
+        None if usage.records_per_call == 1.0 => format!(
+            "{sink} records: each call's {} of {} B go into one record of {} B, {billed}.",
+            events(u64::from(events_per_call)),
+            thousands(usage.event_bytes),
+            thousands(record),
+        ),
+        None => format!(
+            "{sink} records: each call's {} of {} B are packed into {} records of at most {} B, {} \
+             ({} B) in a full one, {billed}.",
+            events(u64::from(events_per_call)),
+            thousands(usage.event_bytes),
+            trim_number(usage.records_per_call),
+            thousands(usage.sizing.max_record_bytes()),
+            events(usage.events_per_record),
+            thousands(record),
+        ),
+        Some(linger) => format!(
+            "{sink} records: the buffer packs many calls' events into records that close at {} B or \
+             after {} ms, whichever comes first: {} of {} B a record ({} B), {billed}.",
+            thousands(usage.sizing.max_record_bytes()),
+            trim_number(linger),
+            events(usage.events_per_record),
+            thousands(usage.event_bytes),
+            thousands(record),
+        ),
     }
 }
 
@@ -434,7 +638,29 @@ fn check_params(params: &Params) -> Result<(), CostError> {
     {
         return invalid("instance_type", "must not be empty".into());
     }
+    if params.events_per_call == 0 {
+        return invalid("events_per_call", "a call carries at least 1 event".into());
+    }
+    if params.event_bytes == Some(0) {
+        return invalid("event_bytes", "an event is at least 1 byte".into());
+    }
+    if let Some(rate) = params.events_per_vcpu_s
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return invalid("events_per_vcpu_s", format!("{rate} must be positive and finite"));
+    }
+    if let Some(u) = params.utilisation
+        && !(u > 0.0 && u <= 1.0)
+    {
+        return invalid("utilisation", format!("{u} is not within 0 < u ≤ 1"));
+    }
     Ok(())
+}
+
+/// `v` rounded to `decimals` decimal places.
+pub(crate) fn round_to(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
 }
 
 /// A number without trailing zeros: 16, 0.25, 5.5.

@@ -2,6 +2,7 @@
 
 use crate::CostError;
 use crate::book::PriceBook;
+use crate::profile::RecordSizing;
 
 /// Firehose rounds every record up to a multiple of 5 KB (5,120 bytes).
 pub const FIREHOSE_RECORD_INCREMENT_BYTES: u64 = 5 * 1024;
@@ -9,6 +10,12 @@ pub const FIREHOSE_RECORD_INCREMENT_BYTES: u64 = 5 * 1024;
 pub const KINESIS_PUT_UNIT_BYTES: u64 = 25 * 1024;
 /// SQS bills one request per 64 KB (65,536 bytes) chunk of a payload.
 pub const SQS_REQUEST_CHUNK_BYTES: u64 = 64 * 1024;
+/// The largest Firehose record: 1,000 KiB (what `ingest` packs up to).
+pub const FIREHOSE_MAX_RECORD_BYTES: u64 = 1000 * 1024;
+/// The largest Kinesis record `ingest` packs: 1 MiB less room for a 256-byte partition key.
+pub const KINESIS_MAX_RECORD_BYTES: u64 = 1024 * 1024 - 256;
+/// The largest SQS message: 256 KiB.
+pub const SQS_MAX_MESSAGE_BYTES: u64 = 256 * 1024;
 /// The GB that Firehose's per-GB price is for: 2^30 bytes, as AWS billing meters data.
 pub const GB_BYTES: f64 = 1_073_741_824.0;
 
@@ -30,6 +37,36 @@ pub fn kinesis_put_units(record_bytes: u64) -> u64 {
 /// message: one request per started 64 KB chunk, at least one.
 pub fn sqs_requests(messages: u64, message_bytes: u64) -> u64 {
     messages.saturating_mul(message_bytes.div_ceil(SQS_REQUEST_CHUNK_BYTES).max(1))
+}
+
+impl RecordSizing {
+    /// The sink's name: `Firehose`, `Kinesis`, `SQS`.
+    pub fn sink(self) -> &'static str {
+        match self {
+            RecordSizing::Firehose => "Firehose",
+            RecordSizing::Kinesis => "Kinesis",
+            RecordSizing::Sqs => "SQS",
+        }
+    }
+
+    /// The most bytes one record (message) may hold.
+    pub fn max_record_bytes(self) -> u64 {
+        match self {
+            RecordSizing::Firehose => FIREHOSE_MAX_RECORD_BYTES,
+            RecordSizing::Kinesis => KINESIS_MAX_RECORD_BYTES,
+            RecordSizing::Sqs => SQS_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Billed units of one record of `record_bytes`: GB after rounding up to 5 KB (Firehose),
+    /// 25 KB PUT payload units (Kinesis), 64 KB requests (SQS).
+    pub fn billed_units(self, record_bytes: u64) -> f64 {
+        match self {
+            RecordSizing::Firehose => firehose_billed_bytes(record_bytes) as f64 / GB_BYTES,
+            RecordSizing::Kinesis => kinesis_put_units(record_bytes) as f64,
+            RecordSizing::Sqs => sqs_requests(1, record_bytes) as f64,
+        }
+    }
 }
 
 impl PriceBook {

@@ -21,8 +21,21 @@
 //!   shard-hours plus 25 KB PUT payload units; **SQS** one request per 64 KB chunk. See
 //!   [`firehose_billed_bytes`], [`kinesis_put_units`], [`sqs_requests`] and the
 //!   `PriceBook::*_usd` helpers.
+//! - **Events and records.** A call (an HTTP request) carries [`Params::events_per_call`] events
+//!   of [`Params::event_bytes`] each. A profile's record item packs one call's events into
+//!   records up to the sink's cap (Firehose 1,000 KiB): one event per call is one record per
+//!   event. A profile with a `buffer` (a server) packs many calls' events instead, into records
+//!   that close at the cap or at the linger: events a second per task × `linger_ms`
+//!   ([`RecordUsage`]).
 //! - **Fargate Spot** is the on-demand vCPU-hour and GB-hour rates less `fargate.spot_discount`.
+//!   A profile with a `fleet` runs `max(min_tasks, ceil(events/s ÷ (vCPU × events per vCPU a
+//!   second × utilisation)))` tasks, the events a second being the month's average
+//!   ([`FleetUsage`]; [`Params::events_per_vcpu_s`] is an assumption until measured).
 //! - A month is 730 hours. No free tier, no volume tiers beyond the first, no data transfer.
+//!
+//! [`compare_ingest`] prices the ingest architectures ([`INGEST_PROFILES`]) at an [`IngestLoad`]
+//! (events an hour, their size, events per request), with what packing saves on Firehose and
+//! seed 001's own figure for its Elixir servers ([`SEED_001_ELIXIR`]).
 //!
 //! # Where prices come from
 //!
@@ -47,21 +60,31 @@
 #![warn(missing_docs)]
 
 mod book;
+mod comparison;
 mod estimate;
 mod ingest;
 mod profile;
 mod render;
 
 pub use book::{Price, PriceBook, REQUIRED_PRICES, book, builtin_books};
-pub use estimate::{Arch, Basis, Estimate, HOURS_PER_MONTH, LambdaUsage, Line, Params, billed_ms, estimate};
+pub use comparison::{
+    FirehosePacking, INGEST_PROFILES, IngestComparison, IngestLoad, SEED_001_ELIXIR, SeedReference,
+    compare_ingest,
+};
+pub use estimate::{
+    Arch, Basis, Estimate, FleetUsage, HOURS_PER_MONTH, LambdaUsage, Line, Params, RecordUsage, billed_ms,
+    estimate,
+};
 pub use ingest::{
-    FIREHOSE_RECORD_INCREMENT_BYTES, GB_BYTES, KINESIS_PUT_UNIT_BYTES, SQS_REQUEST_CHUNK_BYTES,
-    firehose_billed_bytes, kinesis_put_units, sqs_requests,
+    FIREHOSE_MAX_RECORD_BYTES, FIREHOSE_RECORD_INCREMENT_BYTES, GB_BYTES, KINESIS_MAX_RECORD_BYTES,
+    KINESIS_PUT_UNIT_BYTES, SQS_MAX_MESSAGE_BYTES, SQS_REQUEST_CHUNK_BYTES, firehose_billed_bytes,
+    kinesis_put_units, sqs_requests,
 };
 pub use profile::{
-    Fargate, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile, profiles,
+    Buffer, Fargate, Fleet, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile,
+    profiles,
 };
-pub use render::{Format, money, render_summary, thousands};
+pub use render::{Format, amount, money, render_summary, thousands};
 
 /// Everything that can go wrong in this crate: a malformed price or profile file (naming the file
 /// and the key), an unknown region, date or architecture, or a parameter out of range.

@@ -32,9 +32,17 @@ pub struct Profile {
     /// A Fargate task running all month.
     #[serde(default)]
     pub fargate: Option<Fargate>,
-    /// Default record size for items with a [`RecordSizing`].
+    /// Default size of one event (a line of compact JSON and its newline) for items with a
+    /// [`RecordSizing`]; [`crate::Params::event_bytes`] overrides it.
     #[serde(default)]
-    pub record_bytes: Option<u64>,
+    pub event_bytes: Option<u64>,
+    /// A server that pools the events of many calls into records. Without it, each call's events
+    /// are packed into records on their own (one event per call: one record per event).
+    #[serde(default)]
+    pub buffer: Option<Buffer>,
+    /// The Fargate task count, sized by throughput. Without it, one task.
+    #[serde(default)]
+    pub fleet: Option<Fleet>,
     /// What one call uses besides Lambda.
     #[serde(default)]
     pub per_call: Vec<Item>,
@@ -83,6 +91,28 @@ pub struct Fargate {
     pub spot: bool,
 }
 
+/// A server's buffer: events from many calls go into one record until it reaches the sink's
+/// record cap or `linger_ms` has passed since the last flush.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Buffer {
+    /// Longest time an event waits in the buffer.
+    pub linger_ms: f64,
+}
+
+/// How many Fargate tasks the volume needs: `max(min_tasks, ceil(events/s ÷ (vcpu ×
+/// events_per_vcpu_s × utilisation)))`. [`crate::Params`] overrides the last two.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    /// Tasks whatever the volume (2: one can be interrupted or replaced).
+    pub min_tasks: u32,
+    /// Events a second one vCPU of the task handles at full load.
+    pub events_per_vcpu_s: f64,
+    /// The share of that capacity the fleet is sized to use, 0 < u ≤ 1 (headroom for peaks).
+    pub utilisation: f64,
+}
+
 /// `quantity` units of `price` (per `per_calls` calls, or per month).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,7 +127,8 @@ pub struct Item {
     /// Per-call items only: the quantity is for this many calls (90,000 calls share an LCU-hour).
     #[serde(default = "one")]
     pub per_calls: f64,
-    /// Per-call items only: multiply the quantity by the billed size of one record.
+    /// Per-call items only: multiply the quantity by the billed units of the records one call's
+    /// events make.
     #[serde(default)]
     pub record: Option<RecordSizing>,
 }
@@ -106,7 +137,7 @@ fn one() -> f64 {
     1.0
 }
 
-/// How a record's size turns into billed units.
+/// How a record's size turns into billed units, and how large a record may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordSizing {
@@ -191,8 +222,35 @@ impl Profile {
         for item in &self.per_call {
             positive(&format!("{}: quantity", item.item), item.quantity)?;
             positive(&format!("{}: per_calls", item.item), item.per_calls)?;
-            if item.record.is_some() && self.record_bytes.is_none() {
-                return Err(fail(format!("{}: a `record` item needs the profile's record_bytes", item.item)));
+            if item.record.is_some() && self.event_bytes.is_none() {
+                return Err(fail(format!("{}: a `record` item needs the profile's event_bytes", item.item)));
+            }
+        }
+        if self.per_call.iter().filter(|item| item.record.is_some()).count() > 1 {
+            return Err(fail("at most one `record` item: events go to one sink".into()));
+        }
+        if let Some(buffer) = &self.buffer {
+            positive("buffer.linger_ms", buffer.linger_ms)?;
+            if self.instance.is_none() && self.fargate.is_none() {
+                return Err(fail("a buffer needs a server (instance or fargate)".into()));
+            }
+            if !self.per_call.iter().any(|item| item.record.is_some()) {
+                return Err(fail("a buffer needs a `record` item to pack".into()));
+            }
+        }
+        if let Some(fleet) = &self.fleet {
+            if self.fargate.is_none() {
+                return Err(fail("a fleet sizes the fargate task count: it needs `fargate`".into()));
+            }
+            if fleet.min_tasks == 0 {
+                return Err(fail("fleet.min_tasks must be at least 1".into()));
+            }
+            positive("fleet.events_per_vcpu_s", fleet.events_per_vcpu_s)?;
+            if !(fleet.utilisation > 0.0 && fleet.utilisation <= 1.0) {
+                return Err(fail(format!(
+                    "fleet.utilisation = {} must be within 0 < u ≤ 1",
+                    fleet.utilisation
+                )));
             }
         }
         for item in &self.monthly {

@@ -18,8 +18,14 @@ pub enum Format {
 pub fn money(usd: f64) -> String {
     // -0.0 and a rounding error below a millionth of a cent print as $0.00.
     let usd = if usd.abs() < 1e-8 { 0.0 } else { usd };
-    if usd.abs() >= 0.995 || !usd.is_finite() {
+    if !usd.is_finite() {
         format!("${usd:.2}")
+    } else if usd.abs() >= 0.995 {
+        // Cents, with the dollars grouped by thousands: $30,240.00.
+        let cents = format!("{:.2}", usd.abs());
+        let (dollars, cents) = cents.split_at(cents.len() - 3);
+        let sign = if usd < 0.0 { "-" } else { "" };
+        format!("{sign}${}{cents}", group(dollars))
     } else {
         format!("${}", significant(usd, 3, 2))
     }
@@ -51,7 +57,22 @@ pub(crate) fn significant(v: f64, sig: i32, min_decimals: usize) -> String {
 
 /// 1000000 → "1,000,000".
 pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
+    group(&n.to_string())
+}
+
+/// A count or quantity for people: grouped by thousands from 1,000 up (`8,760,000,000`,
+/// `40,797`), six significant digits below (`730`, `0.125`, `5.33`).
+pub fn amount(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 999.5 && v.abs() < 1e19 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", thousands(v.abs().round() as u64))
+    } else {
+        significant(v, 6, 0)
+    }
+}
+
+/// "1234567" → "1,234,567" (a string of ASCII digits).
+fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -73,20 +94,21 @@ fn unit_price(line: &Line) -> String {
     }
 }
 
-struct Table {
-    header: Vec<&'static str>,
-    right: Vec<bool>,
-    rows: Vec<Row>,
+/// Aligned text or markdown; `right` says which columns are right-aligned.
+pub(crate) struct Table {
+    pub(crate) header: Vec<&'static str>,
+    pub(crate) right: Vec<bool>,
+    pub(crate) rows: Vec<Row>,
 }
 
-enum Row {
+pub(crate) enum Row {
     Cells(Vec<String>),
     /// A rule in text, bold cells in markdown.
     Total(Vec<String>),
 }
 
 impl Table {
-    fn render(&self, format: Format) -> String {
+    pub(crate) fn render(&self, format: Format) -> String {
         match format {
             Format::Text => self.text(),
             Format::Markdown => self.markdown(),
@@ -204,18 +226,62 @@ impl Estimate {
             right: vec![false, true, false, true, true, true],
             rows,
         };
-        let heading = format!(
-            "{}: {}\nprices {} as of {} (USD); per month at {} calls\n",
-            self.profile,
-            self.label,
-            self.region,
-            self.as_of,
-            thousands(self.calls_per_month)
-        );
+        self.framed(format, &table)
+    }
+
+    /// The itemised table with each quantity for the whole month (`8,760,000,000 request`,
+    /// `40,797 GB`), as a bill shows it; same heading and notes as [`Estimate::render`].
+    pub fn render_monthly(&self, format: Format) -> String {
+        let mut rows: Vec<Row> = self
+            .lines
+            .iter()
+            .map(|line| {
+                let quantity = match line.basis {
+                    Basis::PerCall => line.quantity * self.calls_per_month as f64,
+                    Basis::PerMonth => line.quantity,
+                };
+                Row::Cells(vec![
+                    line.item.clone(),
+                    amount(quantity),
+                    line.unit.clone(),
+                    unit_price(line),
+                    money(line.per_month),
+                ])
+            })
+            .collect();
+        rows.push(Row::Total(vec![
+            "total".to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+            money(self.per_month),
+        ]));
+        let table = Table {
+            header: vec!["item", "quantity a month", "unit", "unit price", "per month"],
+            right: vec![false, true, false, true, true],
+            rows,
+        };
+        self.framed(format, &table)
+    }
+
+    /// Heading, table, notes.
+    fn framed(&self, format: Format, table: &Table) -> String {
+        let events = if self.events_per_call == 1 {
+            String::new()
+        } else {
+            format!(" of {} events", thousands(u64::from(self.events_per_call)))
+        };
         let mut out = match format {
-            Format::Text => heading,
+            Format::Text => format!(
+                "{}: {}\nprices {} as of {} (USD); per month at {} calls{events}\n",
+                self.profile,
+                self.label,
+                self.region,
+                self.as_of,
+                thousands(self.calls_per_month)
+            ),
             Format::Markdown => format!(
-                "### {}: {}\n\nPrices {} as of {} (USD); per month at {} calls.\n",
+                "### {}: {}\n\nPrices {} as of {} (USD); per month at {} calls{events}.\n",
                 self.profile,
                 self.label,
                 self.region,
@@ -279,6 +345,24 @@ mod tests {
         assert_eq!(money(0.0), "$0.00");
         assert_eq!(money(-0.0), "$0.00");
         assert_eq!(money(0.999), "$1.00");
+    }
+
+    #[test]
+    fn money_groups_dollars_by_thousands() {
+        assert_eq!(money(12_600.0), "$12,600.00");
+        assert_eq!(money(30_240.004), "$30,240.00");
+        assert_eq!(money(999.994), "$999.99");
+        assert_eq!(money(999.996), "$1,000.00");
+        assert_eq!(money(-1_234_567.891), "-$1,234,567.89");
+    }
+
+    #[test]
+    fn amounts_are_grouped_from_a_thousand_up() {
+        assert_eq!(amount(8_760_000_000.0), "8,760,000,000");
+        assert_eq!(amount(40_796.875), "40,797");
+        assert_eq!(amount(730.0), "730");
+        assert_eq!(amount(0.125), "0.125");
+        assert_eq!(amount(5.333333), "5.33333");
     }
 
     #[test]

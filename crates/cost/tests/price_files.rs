@@ -204,7 +204,7 @@ fn malformed_profiles_are_errors_naming_the_file_and_profile() {
         ),
         (
             "[[profile]]\nid = \"a\"\nlabel = \"A\"\nper_call = [{ item = \"x\", price = \"firehose.gb_ingested\", record = \"firehose\" }]\n",
-            "record_bytes",
+            "event_bytes",
         ),
         (
             "[[profile]]\nid = \"a\"\nlabel = \"A\"\nmonthly = [{ item = \"x\", price = \"elb.alb_hour\", quantity = -1 }]\n",

@@ -1,4 +1,5 @@
-//! `latency cost`: the itemised cost of each architecture, per million calls and per month.
+//! `latency cost`: the itemised cost of each architecture, per million calls and per month;
+//! `latency cost --ingest`: the ingest architectures at a volume of events an hour.
 
 use std::path::PathBuf;
 
@@ -49,6 +50,29 @@ pub struct Args {
     /// EC2 instance type for the EC2 architectures (e.g. t3.micro).
     #[arg(long)]
     instance_type: Option<String>,
+    /// The ingest comparison instead: API Gateway (HTTP and REST) + Lambda per event against the
+    /// batching server on Fargate Spot (without and with an ALB), itemised per month, with the
+    /// Firehose packing saving and seed 001's own figure.
+    #[arg(long, conflicts_with_all = ["architectures", "calls_per_month", "instance_type"])]
+    ingest: bool,
+    /// Events an hour, every hour of the month (with --ingest; seed 001's 12,000,000).
+    #[arg(long, default_value_t = 12_000_000, requires = "ingest")]
+    events_per_hour: u64,
+    /// Bytes of one event as put in a record, its newline included (default: each
+    /// architecture's, 200).
+    #[arg(long)]
+    event_bytes: Option<u64>,
+    /// Events one HTTP request carries: 1, or an array of up to 500. The Lambda path packs a
+    /// request's events into records; the batching server packs many requests'.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=500))]
+    events_per_request: u32,
+    /// Events a second one vCPU of the batching server handles, to size its fleet (default
+    /// 5,000: an assumption until the ingest benchmark prints the measured figure).
+    #[arg(long, value_name = "EVENTS")]
+    events_per_vcpu_s: Option<f64>,
+    /// Share of the batching server fleet's capacity to size for, 0 < u ≤ 1 (default 0.5).
+    #[arg(long)]
+    utilisation: Option<f64>,
     /// Only the summary table, not each architecture's items.
     #[arg(long)]
     summary: bool,
@@ -93,11 +117,24 @@ pub fn run(args: Args) -> Result<(), Error> {
         init_ms: args.init_ms,
         cold_start_ratio: args.cold_start_ratio,
         instance_type: args.instance_type.clone(),
+        events_per_call: args.events_per_request,
+        event_bytes: args.event_bytes,
+        events_per_vcpu_s: args.events_per_vcpu_s,
+        utilisation: args.utilisation,
         ..args.prices.params(args.duration_ms)
     };
+    let format = if args.markdown { Format::Markdown } else { Format::Text };
+    if args.ingest {
+        let load = cost::IngestLoad {
+            events_per_hour: args.events_per_hour,
+            event_bytes: args.event_bytes.unwrap_or(cost::IngestLoad::default().event_bytes),
+            events_per_request: args.events_per_request,
+        };
+        print!("{}", cost::compare_ingest(&book, &load, &params)?.render(format, args.summary));
+        return Ok(());
+    }
     let estimates: Vec<Estimate> =
         profiles.iter().map(|profile| cost::estimate(profile, &book, &params)).collect::<Result<_, _>>()?;
-    let format = if args.markdown { Format::Markdown } else { Format::Text };
     print!("{}", cost::render_summary(&estimates, format));
     if !args.summary {
         for estimate in &estimates {

@@ -50,6 +50,68 @@ fn cost_refuses_unknown_architectures_and_regions_with_the_known_ones() {
 }
 
 #[test]
+fn cost_ingest_itemises_the_lambda_path_and_the_batching_server_at_12_million_events_an_hour() {
+    let output = latency(&["cost", "--ingest"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for needle in [
+        "ingest-firehose",
+        "ingest-firehose-rest",
+        "ingest-server",
+        "ingest-server-alb",
+        "seed-001-elixir",
+        "8,760,000,000 events",
+        // 8.76 billion REST requests at London's $3.50 per million.
+        "$30,660.00",
+        "× 6 tasks",
+        "one event per record",
+        "saving of packing",
+        "Assumptions",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn cost_ingest_takes_the_load_and_the_figures_follow() {
+    let at = |args: &[&str]| {
+        let output = latency(&[&["cost", "--ingest", "--markdown"], args].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    // Seed 001's first figure at the model's 730 hours: 5 M × 730 × $3.50 / 1 M = $12,775.
+    let five = at(&["--events-per-hour", "5000000"]);
+    assert!(
+        five.contains("| REST API request | 3,650,000,000 | request | $3.50 / 1M | $12,775.00 |"),
+        "{five}"
+    );
+    // Ten events a request: a tenth of the requests, records of 2,000 bytes.
+    let arrays = at(&["--events-per-request", "10", "--summary"]);
+    assert!(arrays.contains("876,000,000 requests") && arrays.contains("10 events (2,000 B)"), "{arrays}");
+    // The measured throughput replaces the assumed one: 760 events/s per vCPU needs 36 tasks.
+    let slow = at(&["--events-per-vcpu-s", "760"]);
+    assert!(slow.contains("× 36 tasks"), "{slow}");
+    let big = at(&["--event-bytes", "1000", "--summary"]);
+    assert!(big.contains("events of 1,000 B"), "{big}");
+}
+
+#[test]
+fn cost_ingest_refuses_options_it_does_not_use_and_loads_out_of_range() {
+    for args in [
+        &["cost", "--events-per-hour", "1000"][..],
+        &["cost", "--ingest", "-a", "lambda-s3"],
+        &["cost", "--ingest", "--calls-per-month", "5"],
+        &["cost", "--ingest", "--events-per-request", "501"],
+        &["cost", "--ingest", "--utilisation", "0"],
+        &["cost", "--ingest", "--event-bytes", "2000000"],
+    ] {
+        let output = latency(args);
+        assert!(!output.status.success(), "{args:?} ran:\n{}", stdout(&output));
+        assert!(!stderr(&output).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn probe_measures_exactly_the_requests_it_reports() {
     let (addr, hits) = hits_server();
     let url = format!("http://{addr}/hits");
