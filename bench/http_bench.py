@@ -138,10 +138,11 @@ def wait_ready(process: subprocess.Popen, base: str, name: str, log: Path) -> No
     raise BenchError(f"{name} did not answer {base}/healthz within 30 s; log: {log.read_text()[-2000:]}")
 
 
-def run_wrk(args: argparse.Namespace, url: str, seconds: int) -> dict:
+def run_wrk(args: argparse.Namespace, url: str, seconds: int, script: Path | None = None) -> dict:
+    """One wrk run; `script` (default bench/wrk-report.lua) must define wrk-report.lua's `done`."""
     argv = [
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
-        "-s", str(ROOT / "bench" / "wrk-report.lua"), url,
+        "-s", str(script or ROOT / "bench" / "wrk-report.lua"), url,
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     if out.returncode != 0:

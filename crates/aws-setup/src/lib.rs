@@ -165,6 +165,63 @@ pub mod emulator {
         }
         table
     }
+
+    /// A new Firehose delivery stream as template.yaml declares `EventsDeliveryStream`: DirectPut
+    /// (producers call `PutRecord(Batch)`), an extended S3 destination writing into `bucket` under
+    /// the key prefix `s3_prefix`. Without the transform and the compression: moto runs no Lambda, ignores
+    /// `CompressionFormat`, and writes each `PutRecord(Batch)` call straight into one object
+    /// (`<s3_prefix>YYYY/MM/DD/HH/<stream>-1-<time>-<uuid>`), the records' bytes concatenated.
+    #[cfg(feature = "emulator-firehose")]
+    pub async fn delivery_stream(
+        firehose: &aws_sdk_firehose::Client,
+        bucket: &str,
+        s3_prefix: &str,
+    ) -> String {
+        use aws_sdk_firehose::types::{DeliveryStreamType, ExtendedS3DestinationConfiguration};
+        let stream = unique("events");
+        let destination = ExtendedS3DestinationConfiguration::builder()
+            // moto checks neither the role nor the ARN's account.
+            .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
+            .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+            .prefix(s3_prefix)
+            .build()
+            .expect("role and bucket ARNs are set");
+        let created = firehose
+            .create_delivery_stream()
+            .delivery_stream_name(&stream)
+            .delivery_stream_type(DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(destination)
+            .send()
+            .await;
+        if let Err(e) = created {
+            panic!("create delivery stream {stream}: {}", aws_sdk_firehose::error::DisplayErrorContext(e));
+        }
+        stream
+    }
+
+    /// A new provisioned Kinesis data stream of `shards` shards. moto makes it `ACTIVE` at once
+    /// (AWS takes seconds); this checks that rather than waiting, so a slower emulator fails here
+    /// with a clear message instead of in the test.
+    #[cfg(feature = "emulator-kinesis")]
+    pub async fn kinesis_stream(kinesis: &aws_sdk_kinesis::Client, prefix: &str, shards: i32) -> String {
+        use aws_sdk_kinesis::error::DisplayErrorContext;
+        use aws_sdk_kinesis::types::StreamStatus;
+        let stream = unique(prefix);
+        if let Err(e) = kinesis.create_stream().stream_name(&stream).shard_count(shards).send().await {
+            panic!("create kinesis stream {stream}: {}", DisplayErrorContext(e));
+        }
+        let described = kinesis.describe_stream_summary().stream_name(&stream).send().await;
+        let status = match described {
+            Ok(out) => out.stream_description_summary().map(|s| s.stream_status().clone()),
+            Err(e) => panic!("describe kinesis stream {stream}: {}", DisplayErrorContext(e)),
+        };
+        assert_eq!(
+            status,
+            Some(StreamStatus::Active),
+            "kinesis stream {stream} is not ACTIVE right after creation"
+        );
+        stream
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | [`batcher`] | the in-process buffer of the server: count / bytes / linger flushes, retries, backpressure, spill on shutdown |
 //! | [`metrics`] | counters and the flush-latency histogram, rendered as Prometheus text |
 //! | [`transform`] | the Firehose data-transformation contract: validate records in batch |
+//! | [`spec`] | which sink: `stdout`, `file:<path>`, `null`, `firehose:<stream>`, `kinesis:<stream>` |
 //! | `firehose`, `kinesis` | the AWS adapters (cargo features of the same names) |
 //!
 //! Both hosts talk to an [`Ingest`]: the Lambda holds a [`direct::Direct`], the server a
@@ -31,11 +32,13 @@ pub mod kinesis;
 pub mod metrics;
 pub mod pack;
 pub mod sinks;
+pub mod spec;
 pub mod spill;
 pub mod transform;
 
 pub use bytes::Bytes;
 pub use event::{BodyError, EventError, Invalid, Parsed};
+pub use spec::{ConfigError, SinkSpec, open_sinks};
 
 /// A boxed future, so that sinks and hosts can be chosen at run time behind `Arc<dyn …>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -48,34 +48,58 @@ impl SinkSpec {
         }
     }
 
-    /// Builds the sink; AWS clients are created here, once per process.
-    pub async fn open(&self) -> Result<SharedSink, ConfigError> {
-        Ok(match self {
-            SinkSpec::Stdout => Arc::new(FileSink::stdout()),
-            SinkSpec::File(path) => Arc::new(FileSink::open(path).map_err(|_| ConfigError {
+    fn is_aws(&self) -> bool {
+        matches!(self, SinkSpec::Firehose { .. } | SinkSpec::Kinesis { .. })
+    }
+
+    /// Builds the sink. AWS sinks take their client from `aws` (see [`open_sinks`]).
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    fn open(&self, aws: Option<&Aws>) -> Result<SharedSink, ConfigError> {
+        let unsupported = |why| ConfigError { var: "sink", value: format!("{self:?}"), why };
+        Ok(match (self, aws) {
+            (SinkSpec::Stdout, _) => Arc::new(FileSink::stdout()),
+            (SinkSpec::File(path), _) => Arc::new(FileSink::open(path).map_err(|_| ConfigError {
                 var: "sink",
                 value: path.display().to_string(),
                 why: "cannot open the file for appending",
             })?),
-            SinkSpec::Null => Arc::new(NullSink),
+            (SinkSpec::Null, _) => Arc::new(NullSink),
             #[cfg(feature = "firehose")]
-            SinkSpec::Firehose { stream } => {
-                Arc::new(crate::firehose::FirehoseSink::from_env(stream.clone()).await)
+            (SinkSpec::Firehose { stream }, Some(aws)) => {
+                Arc::new(crate::firehose::FirehoseSink::from_config(aws, stream.clone()))
             }
             #[cfg(feature = "kinesis")]
-            SinkSpec::Kinesis { stream } => {
-                Arc::new(crate::kinesis::KinesisSink::from_env(stream.clone()).await)
+            (SinkSpec::Kinesis { stream }, Some(aws)) => {
+                Arc::new(crate::kinesis::KinesisSink::from_config(aws, stream.clone()))
             }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(ConfigError {
-                    var: "sink",
-                    value: format!("{self:?}"),
-                    why: "this build has no AWS sinks (cargo features firehose, kinesis)",
-                });
-            }
+            _ => return Err(unsupported("this build has no AWS sinks (cargo features firehose, kinesis)")),
         })
     }
+}
+
+#[cfg(feature = "aws")]
+type Aws = aws_config::SdkConfig;
+#[cfg(not(feature = "aws"))]
+type Aws = ();
+
+/// Builds the sink and the optional invalid-events sink, loading the AWS configuration once
+/// (one credentials chain, one connection pool) when either needs it. Hosts call this once, at
+/// start (Lambda: at init).
+pub async fn open_sinks(
+    sink: &SinkSpec,
+    invalid: Option<&SinkSpec>,
+) -> Result<(SharedSink, Option<SharedSink>), ConfigError> {
+    let needs_aws = sink.is_aws() || invalid.is_some_and(SinkSpec::is_aws);
+    #[cfg(feature = "aws")]
+    let aws = if needs_aws { Some(aws_setup::load().await) } else { None };
+    #[cfg(not(feature = "aws"))]
+    let aws: Option<Aws> = {
+        let _ = needs_aws;
+        None
+    };
+    let main = sink.open(aws.as_ref())?;
+    let invalid = invalid.map(|spec| spec.open(aws.as_ref())).transpose()?;
+    Ok((main, invalid))
 }
 
 impl FromStr for SinkSpec {

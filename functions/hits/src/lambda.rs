@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 
 use counter::SharedCounter;
-use lambda_http::request::LambdaRequest;
 use lambda_http::Adapter;
+use lambda_http::request::LambdaRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceBuilder};

@@ -11,11 +11,8 @@ use crate::config::LambdaConfig;
 
 /// Builds the sinks (SDK clients) once, at init.
 pub async fn build(config: &LambdaConfig) -> Result<(SharedIngest, SharedSink), String> {
-    let sink = config.sink.open().await.map_err(|e| e.to_string())?;
-    let invalid_sink = match &config.invalid_sink {
-        Some(spec) => Some(spec.open().await.map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let (sink, invalid_sink) =
+        ingest::open_sinks(&config.sink, config.invalid_sink.as_ref()).await.map_err(|e| e.to_string())?;
     let mut direct = DirectConfig::for_sink(sink.as_ref());
     direct.budget = config.budget;
     if let Some(cap) = config.pack_bytes {

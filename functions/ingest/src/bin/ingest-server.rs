@@ -26,16 +26,9 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let sink = match args.sink.open().await {
-        Ok(s) => s,
+    let (sink, invalid_sink) = match ingest::open_sinks(&args.sink, args.invalid_sink.as_ref()).await {
+        Ok(sinks) => sinks,
         Err(e) => return fail(e.to_string()),
-    };
-    let invalid_sink = match &args.invalid_sink {
-        Some(spec) => match spec.open().await {
-            Ok(s) => Some(s),
-            Err(e) => return fail(e.to_string()),
-        },
-        None => None,
     };
     if let Err(e) = sink.warm().await {
         tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; buffering anyway");
