@@ -1,5 +1,6 @@
 //! The server's buffer: submissions are packed into records in memory and flushed to the sink
-//! in full calls, by count, by bytes, or when the oldest event has waited `linger`.
+//! in full calls, by count, by bytes, or when the oldest event has waited `linger` — at once
+//! when a sync submission is waiting for its acknowledgement.
 //!
 //! ```text
 //!  submit ──▶ [ open record ] ──close──▶ [ ready queue ] ──flusher──▶ sink.put (≤ max_in_flight)
@@ -213,6 +214,9 @@ struct State {
     next_id: u64,
     /// Shutdown began: take nothing new, flush without waiting for `linger`.
     closing: bool,
+    /// A sync submission waits for its acknowledgement: send what is buffered now rather than
+    /// after `linger` (its caller is waiting; async callers already have their answer).
+    hurry: bool,
     /// Shutdown spilled what was left: the flusher exits, late answers are ignored.
     stopped: bool,
 }
@@ -235,6 +239,7 @@ impl State {
             in_flight: HashMap::new(),
             next_id: 0,
             closing: false,
+            hurry: false,
             stopped: false,
         }
     }
@@ -247,6 +252,7 @@ impl State {
         }
         self.open_since.get_or_insert(now);
         if let Some(ticket) = ticket {
+            self.hurry = true;
             match self.open_tickets.last_mut() {
                 Some((last, count)) if Arc::ptr_eq(last, ticket) => *count += 1,
                 _ => self.open_tickets.push((Arc::clone(ticket), 1)),
@@ -300,7 +306,7 @@ impl State {
             self.ready_bytes += entry.record.len();
             self.ready.push_front(entry);
         }
-        let closing = self.closing;
+        let closing = self.closing || self.hurry;
         let urgent = |since: Instant| closing || settings.lingered(since, now);
         if self.open_since.is_some_and(urgent) {
             self.close_open(now);
@@ -311,6 +317,9 @@ impl State {
         };
         if send {
             let (id, records) = self.take_call(settings.limits);
+            if self.idle() {
+                self.hurry = false;
+            }
             return Decision::Send(id, records);
         }
         let wake = [
@@ -413,7 +422,7 @@ impl Pipeline {
             for event in events {
                 state.push(event.as_ref(), ticket, now, self.settings.cap);
             }
-            was_idle || self.settings.fills_call(state.ready.len(), state.ready_bytes)
+            was_idle || ticket.is_some() || self.settings.fills_call(state.ready.len(), state.ready_bytes)
         };
         if wake {
             self.wake.notify_one();

@@ -404,3 +404,16 @@ async fn single_event_submissions_are_cheap() {
     println!("{rate:.0} single-event submissions/s on one thread ({elapsed:?} for {n})");
     assert_eq!(buffer.metrics().snapshot().flushed_events, n as u64);
 }
+
+#[tokio::test]
+async fn a_sync_submission_is_sent_at_once_not_after_linger() {
+    let memory = Arc::new(MemorySink::new());
+    let config = BufferConfig { linger: Duration::from_secs(30), ..BufferConfig::default() };
+    let buffer = Buffered::start(memory.clone(), None, config).unwrap();
+    buffer.submit(submission(Mode::Async, events(0..2))).await.unwrap();
+    let start = Instant::now();
+    let receipt = buffer.submit(submission(Mode::Sync, events(2..4))).await.unwrap();
+    assert_eq!(receipt.accepted, 2);
+    assert!(start.elapsed() < Duration::from_secs(5), "waited {:?} for a 30 s linger", start.elapsed());
+    assert_eq!(memory.events(), events(0..4), "what was buffered before goes along, in order");
+}
