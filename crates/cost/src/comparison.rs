@@ -412,9 +412,10 @@ impl IngestComparison {
                     "within both"
                 }
             ),
-            "The server's throughput per vCPU is an assumption until the ingest benchmark measures \
-             it (its target is at least 50,000 events a second per core into a null sink); seed 001's \
-             Elixir nodes did about 760 a second per vCPU."
+            "The server is sized at the throughput per vCPU given (default 5,000 events a second): \
+             far below what scripts/bench-ingest measures on loopback (about 40,000-50,000 single-event \
+             POSTs per CPU-second into a null sink), leaving room for TLS at the load balancer, larger \
+             events and Firehose calls. Seed 001's Elixir nodes did about 760 a second per vCPU."
                 .into(),
             format!(
                 "seed-001-elixir is the seed's own arithmetic (2018, 24 × 30 hours, t2.2xlarge at \
