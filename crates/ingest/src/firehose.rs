@@ -14,10 +14,10 @@
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_firehose::operation::RequestId;
 use aws_sdk_firehose::operation::put_record_batch::PutRecordBatchOutput;
 use aws_sdk_firehose::primitives::Blob;
 
+use crate::aws_error::error_text;
 use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError};
 
 /// A [`Sink`] delivering to one Firehose delivery stream.
@@ -95,30 +95,6 @@ impl FirehoseSink {
             );
         }
         Ok(failed)
-    }
-}
-
-/// The text of a failed call. A service error reads `Code: message (HTTP 400, request id …)`:
-/// `DisplayErrorContext`'s one-line part leaves out the message of an error code this SDK does
-/// not model (`service error: unhandled error (ValidationException)`) and then appends the whole
-/// raw response in `Debug` form, headers and all, which buries the message in the logs. Anything
-/// else (timeouts, DNS, TLS, credentials) goes through `DisplayErrorContext`, whose chain of
-/// causes is what explains those.
-fn error_text<E>(e: &SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match e {
-        SdkError::ServiceError(service) => {
-            let code = e.code().unwrap_or("UnknownError");
-            let message = e.message().unwrap_or("(no message)");
-            let status = service.raw().status().as_u16();
-            match e.request_id() {
-                Some(id) => format!("{code}: {message} (HTTP {status}, request id {id})"),
-                None => format!("{code}: {message} (HTTP {status})"),
-            }
-        }
-        other => DisplayErrorContext(other).to_string(),
     }
 }
 

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::operation::RequestId;
 use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
+use crate::aws_error::error_text;
 use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError};
 
 /// Partition keys: 16 hex digits of a counter that starts at a random value per process.
@@ -90,30 +90,6 @@ impl KinesisSink {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         SinkError::new(self.describe(), error_text(&e))
-    }
-}
-
-/// The text of a failed call. A service error reads `Code: message (HTTP 400, request id …)`:
-/// `DisplayErrorContext`'s one-line part leaves out the message of an error code this SDK does
-/// not model (`service error: unhandled error (ValidationException)`) and then appends the whole
-/// raw response in `Debug` form, headers and all, which buries the message in the logs. Anything
-/// else (timeouts, DNS, TLS, credentials) goes through `DisplayErrorContext`, whose chain of
-/// causes is what explains those.
-fn error_text<E>(e: &SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match e {
-        SdkError::ServiceError(service) => {
-            let code = e.code().unwrap_or("UnknownError");
-            let message = e.message().unwrap_or("(no message)");
-            let status = service.raw().status().as_u16();
-            match e.request_id() {
-                Some(id) => format!("{code}: {message} (HTTP {status}, request id {id})"),
-                None => format!("{code}: {message} (HTTP {status})"),
-            }
-        }
-        other => DisplayErrorContext(other).to_string(),
     }
 }
 

@@ -22,6 +22,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(any(feature = "firehose", feature = "kinesis"))]
+mod aws_error;
 pub mod batcher;
 pub mod direct;
 pub mod event;

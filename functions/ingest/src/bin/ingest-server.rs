@@ -11,13 +11,7 @@ use ingest_fn::config::ServerArgs;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = ServerArgs::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    edge::init_server_tracing();
     let fail = |what: String| {
         eprintln!("ingest-server: {what}");
         ExitCode::from(2)
