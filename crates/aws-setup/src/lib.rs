@@ -199,6 +199,75 @@ pub mod emulator {
         stream
     }
 
+    /// A new standard queue with a dead-letter queue, as template.yaml declares `CalcQueue` and
+    /// `CalcDeadLetterQueue`: a message received `max_receive_count` times without being deleted
+    /// moves to the DLQ on its next receive (moto does the redrive, as SQS does).
+    /// Returns `(queue_url, dlq_url)`.
+    #[cfg(feature = "emulator-sqs")]
+    pub async fn queue_with_dlq(
+        sqs: &aws_sdk_sqs::Client,
+        prefix: &str,
+        max_receive_count: u32,
+        visibility_timeout_s: u32,
+    ) -> (String, String) {
+        use aws_sdk_sqs::error::DisplayErrorContext;
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let name = unique(prefix);
+        let dlq = match sqs.create_queue().queue_name(format!("{name}-dlq")).send().await {
+            Ok(out) => out.queue_url().unwrap_or_default().to_owned(),
+            Err(e) => panic!("create queue {name}-dlq: {}", DisplayErrorContext(e)),
+        };
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned())
+            .unwrap_or_else(|| panic!("no ARN for queue {dlq}"));
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receive_count}"}}"#);
+        let created = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_s.to_string())
+            .send()
+            .await;
+        match created {
+            Ok(out) => (out.queue_url().unwrap_or_default().to_owned(), dlq),
+            Err(e) => panic!("create queue {name}: {}", DisplayErrorContext(e)),
+        }
+    }
+
+    /// The calc tables as template.yaml declares them: `CalcTable` (partition key `id` (N); the
+    /// item `id = 0` holds `done`) and `CalcMessagesTable` (partition key `message_id` (S), one
+    /// TTL'd item per counted message). Returns `(done_table, messages_table)`.
+    #[cfg(feature = "emulator-sqs")]
+    pub async fn calc_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (String, String) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let done = counter_table(dynamodb, &format!("{prefix}-done")).await;
+        let messages = unique(&format!("{prefix}-messages"));
+        let id = AttributeDefinition::builder()
+            .attribute_name("message_id")
+            .attribute_type(ScalarAttributeType::S);
+        let key = KeySchemaElement::builder().attribute_name("message_id").key_type(KeyType::Hash);
+        let created = dynamodb
+            .create_table()
+            .table_name(&messages)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(id.build().expect("complete attribute definition"))
+            .key_schema(key.build().expect("complete key schema"))
+            .send()
+            .await;
+        if let Err(e) = created {
+            panic!("create table {messages}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e));
+        }
+        (done, messages)
+    }
+
     /// A new provisioned Kinesis data stream of `shards` shards. moto makes it `ACTIVE` at once
     /// (AWS takes seconds); this checks that rather than waiting, so a slower emulator fails here
     /// with a clear message instead of in the test.

@@ -1,0 +1,124 @@
+//! The `done` counter as a port that counts each message **once**.
+//!
+//! SQS and RabbitMQ deliver at least once: a message can arrive twice (a visibility timeout that
+//! ran out, a worker killed after counting but before its ack/delete). The ledger therefore
+//! records the message id together with the increment, atomically; a second `record` of the same
+//! id is [`Outcome::Duplicate`] and leaves `done` alone. The caller acks either way.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::{BoxFuture, Error};
+
+/// What `record` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// First time this id was seen: `done` went up by one.
+    Counted,
+    /// Already counted (a redelivery): `done` unchanged.
+    Duplicate,
+}
+
+/// Counts message ids once each.
+pub trait Ledger: Send + Sync {
+    /// Counts `message_id` unless it was counted before. Durable when it returns `Ok`.
+    fn record<'a>(&'a self, message_id: &'a str) -> BoxFuture<'a, Result<Outcome, Error>>;
+    /// The current `done`.
+    fn done(&self) -> BoxFuture<'_, Result<u64, Error>>;
+    /// Sets `done` to 0 (the driver does this before a run). Recorded ids stay recorded.
+    fn reset(&self) -> BoxFuture<'_, Result<(), Error>>;
+    /// What it is, for logs: `memory`, `dynamodb:<table>,<messages-table>`.
+    fn describe(&self) -> String;
+}
+
+pub type SharedLedger = Arc<dyn Ledger>;
+
+/// In memory, for tests and for a single process that needs no durability. Can be made
+/// unavailable, to test what a worker does when the store is down.
+#[derive(Default)]
+pub struct MemoryLedger {
+    state: Mutex<State>,
+    down: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    seen: HashSet<String>,
+    done: u64,
+}
+
+impl MemoryLedger {
+    pub fn new() -> MemoryLedger {
+        MemoryLedger::default()
+    }
+
+    /// While `true`, every call fails with [`Error::Ledger`].
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<std::sync::MutexGuard<'_, State>, Error> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::ledger("memory", "down (fault injected)"));
+        }
+        // A panic elsewhere while holding the lock leaves consistent state: both fields are
+        // updated together below.
+        Ok(self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl Ledger for MemoryLedger {
+    fn record<'a>(&'a self, message_id: &'a str) -> BoxFuture<'a, Result<Outcome, Error>> {
+        Box::pin(async move {
+            let mut state = self.check()?;
+            if state.seen.insert(message_id.to_owned()) {
+                state.done += 1;
+                Ok(Outcome::Counted)
+            } else {
+                Ok(Outcome::Duplicate)
+            }
+        })
+    }
+
+    fn done(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move { Ok(self.check()?.done) })
+    }
+
+    fn reset(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            self.check()?.done = 0;
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_id_is_counted_once() {
+        let ledger = MemoryLedger::new();
+        assert_eq!(ledger.record("a").await.unwrap(), Outcome::Counted);
+        assert_eq!(ledger.record("b").await.unwrap(), Outcome::Counted);
+        assert_eq!(ledger.record("a").await.unwrap(), Outcome::Duplicate);
+        assert_eq!(ledger.done().await.unwrap(), 2);
+        ledger.reset().await.unwrap();
+        assert_eq!(ledger.done().await.unwrap(), 0);
+        assert_eq!(ledger.record("a").await.unwrap(), Outcome::Duplicate, "reset keeps the ids");
+    }
+
+    #[tokio::test]
+    async fn a_down_ledger_fails_every_call() {
+        let ledger = MemoryLedger::new();
+        ledger.set_down(true);
+        assert!(matches!(ledger.record("a").await, Err(Error::Ledger { .. })));
+        ledger.set_down(false);
+        assert_eq!(ledger.record("a").await.unwrap(), Outcome::Counted);
+    }
+}

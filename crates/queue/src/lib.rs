@@ -1,0 +1,33 @@
+//! `calc(x)` on a queue, as in the seed's "Queues" section: a message `{"x": <seconds>}` asks for
+//! a calculation that takes `x` seconds; a worker runs it and then counts it in `done`.
+//!
+//! - [`calc`]: the message contract (parse and validate; a bad message is *poison*) and the
+//!   calculation itself;
+//! - [`ledger`]: the `done` counter as a port that counts each message id **once** (SQS and
+//!   RabbitMQ deliver at least once), with an in-memory adapter; [`dynamodb`] is the durable one
+//!   (one `TransactWriteItems`: a conditional put of the message id + `ADD done`);
+//! - [`worker`]: runs a batch concurrently, one span per message, within a time budget, and
+//!   says per message what happened ([`Verdict`]);
+//! - sources for the plain worker binary: [`sqs`] (long poll) and [`amqp`] (RabbitMQ).
+//!
+//! No Lambda or HTTP imports: the Lambda and the binaries are glue in `functions/calc-worker`.
+
+pub mod calc;
+pub mod error;
+pub mod ledger;
+pub mod worker;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "sqs")]
+pub mod sqs;
+#[cfg(feature = "amqp")]
+pub mod amqp;
+
+pub use calc::{Calculation, DEFAULT_MAX_X};
+pub use error::Error;
+pub use ledger::{Ledger, MemoryLedger, Outcome, SharedLedger};
+pub use worker::{Message, Verdict, Worker};
+
+/// A boxed, sendable future: the ports are object-safe traits.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

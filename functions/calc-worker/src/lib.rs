@@ -1,0 +1,1 @@
+//! The calc worker's hosts.
