@@ -23,7 +23,8 @@ impl Calculation {
     /// that says what is wrong (it ends up in the logs next to the message id).
     pub fn parse(body: &str, max_x: f64) -> Result<Calculation, Error> {
         let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).map_err(|e| {
-            let what = if body.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
+            let what =
+                if body.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
             Error::Poison(format!("{what}: {e}"))
         })?;
         let x = match parsed.get("x") {
@@ -84,7 +85,9 @@ mod tests {
         assert!(poison(r#"{"x": null}"#).contains("must be a number"));
         assert!(poison(r#"{"x": -0.1}"#).contains("out of range"));
         assert!(poison(r#"{"x": 2.01}"#).contains("out of range"));
-        assert!(poison(r#"{"x": 1e400}"#).contains("finite") || poison(r#"{"x": 1e400}"#).contains("malformed"));
+        assert!(
+            poison(r#"{"x": 1e400}"#).contains("finite") || poison(r#"{"x": 1e400}"#).contains("malformed")
+        );
         assert!(poison("[1]").contains("not a JSON object") || poison("[1]").contains("malformed"));
     }
 

@@ -17,17 +17,17 @@ pub mod error;
 pub mod ledger;
 pub mod worker;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "sqs")]
 pub mod sqs;
-#[cfg(feature = "amqp")]
-pub mod amqp;
 
 pub use calc::{Calculation, DEFAULT_MAX_X};
 pub use error::Error;
 pub use ledger::{Ledger, MemoryLedger, Outcome, SharedLedger};
-pub use worker::{Message, Verdict, Worker};
+pub use worker::{ConsumeStats, Message, Verdict, Worker};
 
 /// A boxed, sendable future: the ports are object-safe traits.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -24,6 +24,31 @@ pub struct Message {
 /// `Err(e)` with `e.is_poison()`: dead-letter it. Any other `Err`: let it be redelivered.
 pub type Verdict = Result<Outcome, Error>;
 
+/// What a consumer did until it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ConsumeStats {
+    /// Counted for the first time.
+    pub counted: u64,
+    /// Redeliveries of messages already counted: acknowledged, not counted again.
+    pub duplicates: u64,
+    /// Poison: dead-lettered (RabbitMQ) or released towards the DLQ (SQS).
+    pub dead_lettered: u64,
+    /// Not counted (ledger down, shutting down): back to the queue.
+    pub requeued: u64,
+}
+
+impl ConsumeStats {
+    /// Adds one verdict.
+    pub fn add(&mut self, verdict: &Verdict) {
+        match verdict {
+            Ok(Outcome::Counted) => self.counted += 1,
+            Ok(Outcome::Duplicate) => self.duplicates += 1,
+            Err(e) if e.is_poison() => self.dead_lettered += 1,
+            Err(_) => self.requeued += 1,
+        }
+    }
+}
+
 /// Time kept back after a calculation for recording it, when a deadline applies.
 pub const DEFAULT_MARGIN: Duration = Duration::from_millis(500);
 
@@ -118,7 +143,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_runs_concurrently_and_takes_its_longest_x() {
         let (worker, ledger) = worker();
-        let batch: Vec<_> = (0..10).map(|i| message(&format!("m{i}"), &format!(r#"{{"x": {}}}"#, 0.2 * i as f64))).collect();
+        let batch: Vec<_> =
+            (0..10).map(|i| message(&format!("m{i}"), &format!(r#"{{"x": {}}}"#, 0.2 * i as f64))).collect();
         let started = Instant::now();
         let verdicts = worker.process_batch(&batch, None).await;
         assert!(verdicts.iter().all(|v| matches!(v, Ok(Outcome::Counted))));
@@ -129,7 +155,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn poison_fails_alone_and_the_rest_of_the_batch_counts() {
         let (worker, ledger) = worker();
-        let batch = [message("a", r#"{"x": 1}"#), message("bad", "{oops"), message("far", r#"{"x": 3}"#), message("b", r#"{"x": 0.5}"#)];
+        let batch = [
+            message("a", r#"{"x": 1}"#),
+            message("bad", "{oops"),
+            message("far", r#"{"x": 3}"#),
+            message("b", r#"{"x": 0.5}"#),
+        ];
         let verdicts = worker.process_batch(&batch, None).await;
         assert!(matches!(verdicts[0], Ok(Outcome::Counted)));
         assert!(verdicts[1].as_ref().is_err_and(Error::is_poison));
@@ -142,7 +173,8 @@ mod tests {
     async fn a_redelivered_message_is_acknowledged_but_not_counted_again() {
         let (worker, ledger) = worker();
         let batch = [message("a", r#"{"x": 1}"#), message("a", r#"{"x": 1}"#)];
-        let mut verdicts: Vec<_> = worker.process_batch(&batch, None).await.into_iter().map(Result::unwrap).collect();
+        let mut verdicts: Vec<_> =
+            worker.process_batch(&batch, None).await.into_iter().map(Result::unwrap).collect();
         verdicts.sort_by_key(|o| *o == Outcome::Duplicate);
         assert_eq!(verdicts, [Outcome::Counted, Outcome::Duplicate]);
         assert_eq!(worker.process(&batch[0], None).await.unwrap(), Outcome::Duplicate);
