@@ -1,0 +1,259 @@
+//! `sqs-poller`: Lambda's SQS event source mapping, for the local stack only.
+//!
+//! On AWS the event source mapping long-polls the queue, invokes the function with batches of
+//! up to `BatchSize` records (gathering for up to `MaximumBatchingWindowInSeconds`), runs at most
+//! `MaximumConcurrency` invocations at once, and — with `ReportBatchItemFailures` — deletes every
+//! record except those the function lists in `batchItemFailures`. A failed invocation deletes
+//! nothing. What is not deleted becomes visible again after the queue's visibility timeout, and
+//! after `maxReceiveCount` receives SQS moves it to the dead-letter queue.
+//!
+//! This does the same against the emulators: SQS in moto, the function under `cargo lambda
+//! watch` (its Invoke endpoint). Nothing here is deployed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use clap::Parser;
+use queue::sqs::{MAX_BATCH, Received, SqsSource};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sqs-poller", about = "Local stand-in for Lambda's SQS event source mapping")]
+struct Args {
+    /// The queue to poll (moto's URL).
+    #[arg(long)]
+    queue_url: String,
+    /// The function's Invoke URL, e.g. http://127.0.0.1:9000/2015-03-31/functions/calc-worker/invocations
+    #[arg(long)]
+    invoke_url: String,
+    /// Records per invocation at most (the template's CalcBatchSize).
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// How long to gather a batch once the first record is in, milliseconds
+    /// (the template's CalcBatchingWindowSeconds × 1000).
+    #[arg(long, default_value_t = 0)]
+    batching_window_ms: u64,
+    /// Invocations in flight at most (the template's CalcMaxConcurrency).
+    #[arg(long, default_value_t = 5)]
+    max_concurrency: usize,
+    /// How long an invocation may take before it counts as failed, seconds (the function's timeout).
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum InvokeError {
+    #[error("invoke: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the function failed ({status}): {body}")]
+    Function { status: u16, body: String },
+    #[error("the response is not a batch response: {0}")]
+    Response(String),
+}
+
+#[derive(Default)]
+struct Stats {
+    invocations: AtomicU64,
+    deleted: AtomicU64,
+    returned: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    edge::init_server_tracing();
+    let args = Args::parse();
+    aws_setup::install_tls_provider();
+    let aws = aws_setup::load().await;
+    let source = SqsSource::new(&aws, args.queue_url.clone());
+    let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "eu-west-2".into());
+    let arn = queue_arn(&args.queue_url, &region);
+    let http = match reqwest::Client::builder().timeout(Duration::from_secs(args.timeout)).build() {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("sqs-poller: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        edge::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    eprintln!(
+        "sqs-poller: {} → {} (batch {}, window {} ms, concurrency {})",
+        args.queue_url, args.invoke_url, args.batch_size, args.batching_window_ms, args.max_concurrency
+    );
+    let stats = Arc::new(Stats::default());
+    let mut pollers = Vec::new();
+    for _ in 0..args.max_concurrency.max(1) {
+        let poller = Poller {
+            source: source.clone(),
+            http: http.clone(),
+            args: args.clone(),
+            arn: arn.clone(),
+            region: region.clone(),
+            stats: stats.clone(),
+        };
+        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
+    }
+    for poller in pollers {
+        let _ = poller.await;
+    }
+    eprintln!(
+        "sqs-poller: stopped after {} invocations: {} records deleted, {} returned to the queue",
+        stats.invocations.load(Ordering::Relaxed),
+        stats.deleted.load(Ordering::Relaxed),
+        stats.returned.load(Ordering::Relaxed)
+    );
+    std::process::ExitCode::SUCCESS
+}
+
+/// `arn:aws:sqs:<region>:<account>:<name>` from `http(s)://host/<account>/<name>`.
+fn queue_arn(queue_url: &str, region: &str) -> String {
+    let mut parts = queue_url.trim_end_matches('/').rsplit('/');
+    let name = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or("123456789012");
+    format!("arn:aws:sqs:{region}:{account}:{name}")
+}
+
+struct Poller {
+    source: SqsSource,
+    http: reqwest::Client,
+    args: Args,
+    arn: String,
+    region: String,
+    stats: Arc<Stats>,
+}
+
+impl Poller {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let batch = tokio::select! {
+                batch = self.gather() => batch,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match batch {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    backoff = Duration::from_millis(100);
+                    // An invocation in progress finishes even when told to stop, as Lambda's would.
+                    self.invoke_and_settle(batch).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "receive failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Long-polls for the first records, then keeps receiving until the batch is full or the
+    /// batching window has passed.
+    async fn gather(&self) -> Result<Vec<Received>, queue::Error> {
+        let size = self.args.batch_size.max(1);
+        let mut batch = self.source.receive(size.min(MAX_BATCH), Duration::from_secs(20)).await?;
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let window_ends = Instant::now() + Duration::from_millis(self.args.batching_window_ms);
+        while batch.len() < size && Instant::now() < window_ends {
+            let left = window_ends.saturating_duration_since(Instant::now());
+            let wait = if left >= Duration::from_secs(1) { Duration::from_secs(1) } else { Duration::ZERO };
+            let more = self.source.receive((size - batch.len()).min(MAX_BATCH), wait).await?;
+            if more.is_empty() && wait.is_zero() {
+                tokio::time::sleep(left.min(Duration::from_millis(20))).await;
+            }
+            batch.extend(more);
+        }
+        Ok(batch)
+    }
+
+    fn event(&self, batch: &[Received]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for received in batch {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(received.message.id.clone());
+            record.receipt_handle = Some(received.receipt.clone());
+            record.body = Some(received.message.body.clone());
+            record.md5_of_body = received.md5_of_body.clone();
+            record.attributes = received.attributes.clone();
+            record.event_source = Some("aws:sqs".into());
+            record.event_source_arn = Some(self.arn.clone());
+            record.aws_region = Some(self.region.clone());
+            event.records.push(record);
+        }
+        event
+    }
+
+    async fn invoke(&self, event: &SqsEvent) -> Result<SqsBatchResponse, InvokeError> {
+        let response = self.http.post(&self.args.invoke_url).json(event).send().await?;
+        let status = response.status();
+        // The Invoke API reports a function error with 200 and this header; the emulator may
+        // also answer with an error status.
+        let function_error = response.headers().contains_key("x-amz-function-error");
+        let body = response.text().await?;
+        if !status.is_success() || function_error {
+            return Err(InvokeError::Function { status: status.as_u16(), body });
+        }
+        if body.trim().is_empty() || body.trim() == "null" {
+            // No batch response: every record succeeded.
+            return Ok(SqsBatchResponse::default());
+        }
+        serde_json::from_str(&body).map_err(|e| InvokeError::Response(format!("{e}: {body}")))
+    }
+
+    async fn invoke_and_settle(&self, batch: Vec<Received>) {
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let event = self.event(&batch);
+        let failed: Option<Vec<String>> = match self.invoke(&event).await {
+            Ok(response) => {
+                let ids: Vec<String> =
+                    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+                // As on AWS: an identifier that is not in the batch fails the whole batch.
+                if ids.iter().all(|id| batch.iter().any(|r| &r.message.id == id)) { Some(ids) } else { None }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, records = batch.len(), "invocation failed; the whole batch returns to the queue");
+                None
+            }
+        };
+        let Some(failed) = failed else {
+            self.stats.returned.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        let (keep, delete): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|r| failed.contains(&r.message.id));
+        self.stats.returned.fetch_add(keep.len() as u64, Ordering::Relaxed);
+        let receipts: Vec<String> = delete.into_iter().map(|r| r.receipt).collect();
+        match self.source.delete(&receipts).await {
+            Ok(not_deleted) => {
+                self.stats.deleted.fetch_add((receipts.len() - not_deleted.len()) as u64, Ordering::Relaxed)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delete failed; those records come back (and are not counted twice)");
+                0
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_arn_comes_from_its_url() {
+        assert_eq!(
+            queue_arn("http://127.0.0.1:5000/123456789012/local-calcqueue", "eu-west-2"),
+            "arn:aws:sqs:eu-west-2:123456789012:local-calcqueue"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Shared by the process tests: a queue with its DLQ and the calc tables in moto, and the
+//! worker processes (`calc-worker-server`, the `sqs-poller` shim) started and stopped.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_setup::emulator;
+use queue::dynamodb::DynamoDbLedger;
+use queue::sqs::SqsSource;
+
+/// moto resources for one test.
+pub struct Stack {
+    pub config: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub done_table: String,
+    pub messages_table: String,
+}
+
+impl Stack {
+    /// A fresh queue (+ DLQ after `max_receive_count` receives, `visibility_s` visibility) and
+    /// fresh calc tables; `None` when moto is not configured (the test skips).
+    pub async fn new(prefix: &str, max_receive_count: u32, visibility_s: u32) -> Option<Stack> {
+        let config = emulator::config().await?;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let (queue_url, dlq_url) =
+            emulator::queue_with_dlq(&sqs, prefix, max_receive_count, visibility_s).await;
+        let (done_table, messages_table) = emulator::calc_tables(&dynamodb, prefix).await;
+        Some(Stack { config, sqs, queue_url, dlq_url, done_table, messages_table })
+    }
+
+    pub fn ledger(&self) -> DynamoDbLedger {
+        DynamoDbLedger::new(&self.config, self.done_table.clone(), self.messages_table.clone())
+    }
+
+    /// Sends bodies (10 per call); returns the message ids.
+    pub async fn send(&self, bodies: &[String]) -> Vec<String> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        let mut ids = Vec::new();
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed().is_empty(), "send failed: {:?}", out.failed());
+            ids.extend(out.successful().iter().map(|s| s.message_id().to_owned()));
+        }
+        ids
+    }
+
+    pub async fn dlq_depth(&self) -> u64 {
+        SqsSource::from_client(self.sqs.clone(), self.dlq_url.clone()).depth().await.unwrap()
+    }
+
+    pub async fn queue_depth(&self) -> u64 {
+        SqsSource::from_client(self.sqs.clone(), self.queue_url.clone()).depth().await.unwrap()
+    }
+}
+
+/// `{"x": x}` bodies.
+pub fn bodies(xs: impl IntoIterator<Item = f64>) -> Vec<String> {
+    xs.into_iter().map(queue::calc::body).collect()
+}
+
+/// Polls `check` every 100 ms until it is true or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if started.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub health_port: Option<u16>,
+}
+
+impl Process {
+    /// `calc-worker-server` with these extra arguments, its health endpoint on a free port.
+    pub fn worker(args: &[&str]) -> Process {
+        let health_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_calc-worker-server"))
+            .args(args)
+            .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start calc-worker-server");
+        Process { child, health_port: Some(health_port) }
+    }
+
+    /// `calc-worker-server` on an SQS queue, counting in the stack's tables.
+    pub fn sqs_worker(stack: &Stack, extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--source",
+            &stack.queue_url,
+            "--done-table",
+            &stack.done_table,
+            "--messages-table",
+            &stack.messages_table,
+            "--max-x",
+            "2",
+            "--wait-seconds",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        Process::worker(&args)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the exit, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// GET /healthz: the status code, or None if nothing answers.
+    pub async fn health(&self) -> Option<u16> {
+        let port = self.health_port?;
+        aws_setup::install_tls_provider();
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        reqwest::get(url).await.ok().map(|r| r.status().as_u16())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
