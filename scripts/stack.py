@@ -1,22 +1,42 @@
 #!/usr/bin/env python3
 """The local stack, read from template.yaml: the one source of truth for names and env vars.
 
-Creates on an emulator (moto) every AWS::DynamoDB::Table and AWS::S3::Bucket that the template
-would create under the given parameter values, with the template's key schema and billing mode,
-named `<prefix>-<logical id, lowercased>`; then evaluates a function's Environment.Variables
-(Globals merged in) against those names and prints them as KEY=VALUE lines.
+Creates on an emulator (moto) every AWS::DynamoDB::Table, AWS::S3::Bucket and AWS::SQS::Queue
+that the template would create under the given parameter values, named `<prefix>-<logical id,
+lowercased>`: tables with the template's key schema, billing mode and TTL; queues with their
+VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy (dead-letter queues first) and the like.
+Then it evaluates a function's Environment.Variables (Globals merged in) against those names and
+prints them as KEY=VALUE lines. `Ref` on a queue is its URL (as in CloudFormation), on the
+emulator's endpoint.
 
     scripts/stack.py --endpoint http://127.0.0.1:PORT --store s3 --prefix local \
-        [--function HitsFunction] [--env-file PATH] [--parameter Name=Value ...]
+        [--function HitsFunction|CalcWorkerFunction|...] [--env-file PATH] \
+        [--outputs PATH] [--parameter Name=Value ...]
 
-Re-running with the same prefix is fine: existing tables and buckets are kept (a table whose key
-schema differs from the template is an error). Runs with the project's .venv python (PyYAML,
-boto3), re-executing itself with it when started with another interpreter.
+--outputs PATH also writes what a local driver of the queue feature needs, as JSON (see
+`outputs()`; every value comes from the template: its Outputs, parameters and the CalcModel):
+
+    {"region": "eu-west-2", "endpoint": "http://127.0.0.1:PORT", "prefix": "local",
+     "calc": {"queue_url": ..., "dead_letter_queue_url": ..., "table": ..., "messages_table": ...,
+              "max_x": 10, "max_receive_count": 3, "batch_size": 10,
+              "batching_window_seconds": 0, "max_concurrency": 50, "timeout_seconds": 30,
+              "visibility_timeout_seconds": 180, "method": "POST", "path": "/v1/calc",
+              "request_schema": {...the CalcModel JSON schema, evaluated...}}}
+
+Parameter values are checked as CloudFormation would (AllowedValues, MinValue/MaxValue of
+Numbers, the template's Rules), and --outputs checks what CloudFormation cannot express
+(CalcTimeout > MaxX, CalcVisibilityTimeout >= CalcTimeout; 6x is a warning).
+
+Re-running with the same prefix is fine: existing tables, buckets and queues are kept (a table
+whose key schema differs from the template is an error; a kept queue gets the template's
+attributes again). Runs with the project's .venv python (PyYAML, boto3), re-executing itself
+with it when started with another interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -34,7 +54,7 @@ import yaml  # noqa: E402  (after the re-exec into the venv)
 TEMPLATE = ROOT / "template.yaml"
 DEFAULT_REGION = "eu-west-2"
 ACCOUNT_ID = "123456789012"  # moto's default account
-LOCAL_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket")
+LOCAL_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue")
 
 
 class StackError(Exception):
@@ -81,17 +101,46 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 _NO_VALUE = object()
 
 
+def _references(node: Any) -> set[str]:
+    """The logical ids (and parameters) a resource refers to: Ref, Fn::GetAtt, ${...} in
+    Fn::Sub, and DependsOn."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= _references(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else str(value).split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found |= {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!][^}]*)\}", text)}
+                if isinstance(value, list):
+                    found |= _references(value[1])
+            elif key == "DependsOn":
+                found |= {value} if isinstance(value, str) else set(value)
+            else:
+                found |= _references(value)
+    return found
+
+
 class Stack:
     """A template evaluated under parameter values, with local physical names."""
 
-    def __init__(self, template: dict[str, Any], prefix: str, parameters: dict[str, str], region: str):
+    def __init__(self, template: dict[str, Any], prefix: str, parameters: dict[str, str], region: str,
+                 endpoint: str | None = None):
+        """`endpoint` is the emulator's: queue URLs are on it (without one, SQS's public URLs)."""
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", prefix):
             raise StackError(f"--prefix {prefix!r}: use 1-31 lowercase letters, digits and dashes")
         self.template = template
         self.prefix = prefix
         self.region = region
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.parameters = self._parameters(parameters)
         self._conditions: dict[str, bool] = {}
+        self._check_rules()
 
     def _parameters(self, given: dict[str, str]) -> dict[str, str]:
         declared = self.template.get("Parameters") or {}
@@ -109,8 +158,31 @@ class Stack:
             allowed = spec.get("AllowedValues")
             if allowed is not None and value not in [str(a) for a in allowed]:
                 raise StackError(f"parameter {name}={value!r} is not one of {allowed}")
+            if spec.get("Type") == "Number":
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise StackError(f"parameter {name}={value!r} is not a number") from None
+                low, high = spec.get("MinValue"), spec.get("MaxValue")
+                if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+                    raise StackError(f"parameter {name}={value} is outside {low}..{high}")
             values[name] = value
         return values
+
+    def number(self, name: str) -> int | float:
+        """A Number parameter's value: an int when it is whole, else a float."""
+        value = float(self.parameters[name])
+        return int(value) if value.is_integer() else value
+
+    def _check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks them before it creates anything."""
+        for name, rule in (self.template.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self._truth(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions") or []:
+                if not self._truth(assertion["Assert"]):
+                    description = " ".join(str(assertion.get("AssertDescription", "")).split())
+                    raise StackError(f"rule {name} fails: {description or assertion['Assert']}")
 
     # Conditions.
 
@@ -136,6 +208,9 @@ class Stack:
                 return all(self._truth(a) for a in args)
             if function == "Fn::Or":
                 return any(self._truth(a) for a in args)
+            if function == "Fn::Contains":  # Rules only
+                items, item = args
+                return str(self.value(item)) in [str(i) for i in self.value(items)]
         raise StackError(f"cannot evaluate condition {expression!r}")
 
     # Resources.
@@ -146,12 +221,28 @@ class Stack:
         return condition is None or self.condition(condition)
 
     def local_resources(self) -> list[tuple[str, dict[str, Any]]]:
-        """The tables and buckets the template creates under these parameters, in order."""
-        return [
-            (logical_id, resource)
+        """The tables, buckets and queues the template creates under these parameters, in
+        template order except that a resource comes after those it refers to (a queue after
+        its dead-letter queue)."""
+        wanted = {
+            logical_id: resource
             for logical_id, resource in self.template["Resources"].items()
             if resource.get("Type") in LOCAL_TYPES and self.exists(logical_id)
-        ]
+        }
+        ordered: list[str] = []
+
+        def visit(logical_id: str, path: tuple[str, ...]) -> None:
+            if logical_id in ordered:
+                return
+            if logical_id in path:
+                raise StackError(f"circular reference: {' -> '.join((*path, logical_id))}")
+            for dependency in sorted(_references(wanted[logical_id]) & set(wanted)):
+                visit(dependency, (*path, logical_id))
+            ordered.append(logical_id)
+
+        for logical_id in wanted:
+            visit(logical_id, ())
+        return [(logical_id, wanted[logical_id]) for logical_id in ordered]
 
     def physical_name(self, logical_id: str) -> str:
         resource = self.template["Resources"].get(logical_id)
@@ -163,6 +254,11 @@ class Stack:
             raise StackError(f"{logical_id} does not exist under {self.parameters}")
         return f"{self.prefix}-{logical_id.lower()}"
 
+    def queue_url(self, logical_id: str) -> str:
+        """Where the queue is: on the emulator (as moto names it), else SQS's public URL."""
+        base = self.endpoint or f"https://sqs.{self.region}.amazonaws.com"
+        return f"{base}/{ACCOUNT_ID}/{self.physical_name(logical_id)}"
+
     def attribute(self, logical_id: str, attribute: str) -> str:
         name = self.physical_name(logical_id)
         kind = self.template["Resources"][logical_id]["Type"]
@@ -170,7 +266,15 @@ class Stack:
             return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
         if attribute == "Arn" and kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{name}"
-        raise StackError(f"Fn::GetAtt {logical_id}.{attribute} is not supported locally (only .Arn)")
+        if kind == "AWS::SQS::Queue":
+            if attribute == "Arn":
+                return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+            if attribute == "QueueName":
+                return name
+            if attribute == "QueueUrl":
+                return self.queue_url(logical_id)
+        raise StackError(f"Fn::GetAtt {logical_id}.{attribute} is not supported locally "
+                         "(.Arn of tables, buckets and queues; .QueueName, .QueueUrl of queues)")
 
     # Values.
 
@@ -187,6 +291,8 @@ class Stack:
             return pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        if (self.template["Resources"].get(name) or {}).get("Type") == "AWS::SQS::Queue":
+            return self.queue_url(name)  # as CloudFormation: Ref of a queue is its URL
         return self.physical_name(name)
 
     def value(self, node: Any) -> Any:
@@ -240,6 +346,61 @@ class Stack:
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
 
+    # REST APIs (scripts/calc_api.py serves a method locally as the template declares it).
+
+    def _resource_of_type(self, node: Any, kind: str, what: str) -> tuple[str, dict[str, Any]]:
+        if not (isinstance(node, dict) and list(node) == ["Ref"]):
+            raise StackError(f"{what}: expected a Ref to an {kind}, got {node!r}")
+        resource = self.template["Resources"].get(node["Ref"]) or {}
+        if resource.get("Type") != kind:
+            raise StackError(f"{what}: {node['Ref']} is not an {kind}")
+        return node["Ref"], resource.get("Properties") or {}
+
+    def rest_method(self, logical_id: str) -> tuple[str, str, dict[str, Any]]:
+        """An AWS::ApiGateway::Method: its HTTP method, its path as a client calls it on the
+        API's one stage (`/<StageName>/<PathPart>/...`), and its RequestModels as JSON schemas
+        by content type (each model's Schema evaluated, e.g. MaxX substituted)."""
+        resource = self.template["Resources"].get(logical_id) or {}
+        if resource.get("Type") != "AWS::ApiGateway::Method":
+            raise StackError(f"{logical_id} is not an AWS::ApiGateway::Method in {TEMPLATE.name}")
+        properties = resource.get("Properties") or {}
+        api = properties.get("RestApiId")
+        parts: list[str] = []
+        node = properties.get("ResourceId")
+        while node != {"Fn::GetAtt": [api.get("Ref") if isinstance(api, dict) else api, "RootResourceId"]}:
+            _, path_resource = self._resource_of_type(node, "AWS::ApiGateway::Resource", logical_id)
+            parts.insert(0, str(self.value(path_resource["PathPart"])))
+            node = path_resource.get("ParentId")
+        stages = [
+            str(self.value((r.get("Properties") or {})["StageName"]))
+            for r in self.template["Resources"].values()
+            if r.get("Type") == "AWS::ApiGateway::Stage" and (r.get("Properties") or {}).get("RestApiId") == api
+        ]
+        if len(stages) != 1:
+            raise StackError(f"{logical_id}: its API has {len(stages)} AWS::ApiGateway::Stage resources, not one")
+        models = {}
+        for content_type, model in (properties.get("RequestModels") or {}).items():
+            model_id, model_properties = self._resource_of_type(model, "AWS::ApiGateway::Model", logical_id)
+            schema = self.value(model_properties.get("Schema") or {})
+            try:
+                models[content_type] = json.loads(schema) if isinstance(schema, str) else schema
+            except json.JSONDecodeError as e:
+                raise StackError(f"{model_id}'s Schema is not JSON once evaluated: {e}") from None
+        return str(properties["HttpMethod"]).upper(), "/" + "/".join([stages[0], *parts]), models
+
+    def gateway_responses(self, method: str) -> dict[str, tuple[int, dict[str, str]]]:
+        """The AWS::ApiGateway::GatewayResponse resources of a method's API: by ResponseType,
+        (StatusCode, ResponseTemplates)."""
+        api = (self.template["Resources"][method].get("Properties") or {}).get("RestApiId")
+        found = {}
+        for logical_id, resource in self.template["Resources"].items():
+            properties = resource.get("Properties") or {}
+            if (resource.get("Type") == "AWS::ApiGateway::GatewayResponse" and properties.get("RestApiId") == api
+                    and self.exists(logical_id)):
+                templates = {k: str(v) for k, v in (properties.get("ResponseTemplates") or {}).items()}
+                found[str(properties["ResponseType"])] = (int(properties["StatusCode"]), templates)
+        return found
+
     # Functions.
 
     def environment(self, function: str) -> dict[str, str]:
@@ -258,13 +419,13 @@ class Stack:
 # --- Creating the resources on the emulator. -------------------------------------------------
 
 
-def _clients(endpoint: str, region: str) -> tuple[Any, Any]:
+def _clients(endpoint: str, region: str) -> tuple[Any, Any, Any]:
     import boto3
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     session = boto3.session.Session(region_name=region)
-    return session.client("dynamodb", endpoint_url=endpoint), session.client("s3", endpoint_url=endpoint)
+    return tuple(session.client(service, endpoint_url=endpoint) for service in ("dynamodb", "s3", "sqs"))
 
 
 def _create_table(dynamodb: Any, stack: Stack, logical_id: str, properties: dict[str, Any]) -> str:
@@ -279,13 +440,38 @@ def _create_table(dynamodb: Any, stack: Stack, logical_id: str, properties: dict
     try:
         dynamodb.create_table(TableName=name, **wanted)
         dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        return f"created table {name}"
+        done = f"created table {name}"
     except dynamodb.exceptions.ResourceInUseException:
         existing = dynamodb.describe_table(TableName=name)["Table"]
         if sorted(map(_items, existing["KeySchema"])) != sorted(map(_items, wanted["KeySchema"])):
             raise StackError(f"table {name} exists with key {existing['KeySchema']}, the template wants "
                              f"{wanted['KeySchema']}; use another --prefix or restart the emulator") from None
-        return f"kept table {name}"
+        done = f"kept table {name}"
+    return done + _time_to_live(dynamodb, name, properties.get("TimeToLiveSpecification"))
+
+
+def _time_to_live(dynamodb: Any, name: str, spec: dict[str, Any] | None) -> str:
+    """Enables the template's TTL on the table; an emulator without TTL is skipped quietly."""
+    if not spec or str(spec.get("Enabled")).lower() != "true":
+        return ""
+    from botocore.exceptions import ClientError
+
+    attribute = spec["AttributeName"]
+    try:
+        current = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            if current.get("AttributeName") != attribute:
+                raise StackError(f"table {name} has TTL on {current.get('AttributeName')}, the template wants "
+                                 f"{attribute}; use another --prefix or restart the emulator")
+        else:
+            dynamodb.update_time_to_live(TableName=name,
+                                         TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("UnknownOperationException", "NotImplemented",
+                                                       "InvalidAction", "501"):
+            return ""
+        raise
+    return f" (TTL on {attribute})"
 
 
 def _items(d: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -304,17 +490,114 @@ def _create_bucket(s3: Any, stack: Stack, logical_id: str) -> str:
         return f"kept bucket {name}"
 
 
+# The AWS::SQS::Queue properties that are SQS queue attributes of the same name. QueueName,
+# KmsMasterKeyId and Tags have no local meaning (local names are <prefix>-<logical id>).
+QUEUE_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod",
+                    "ReceiveMessageWaitTimeSeconds", "VisibilityTimeout", "RedrivePolicy",
+                    "RedriveAllowPolicy", "SqsManagedSseEnabled")
+
+
+def _create_queue(sqs: Any, stack: Stack, logical_id: str, properties: dict[str, Any]) -> str:
+    name = stack.physical_name(logical_id)
+    if properties.get("FifoQueue"):
+        raise StackError(f"{logical_id} is a FIFO queue; only standard queues are supported locally")
+    attributes = {}
+    for key in QUEUE_ATTRIBUTES:
+        if key not in properties:
+            continue
+        value = properties[key]
+        if key == "RedrivePolicy" and isinstance(value, dict) and "maxReceiveCount" in value:
+            value = {**value, "maxReceiveCount": int(value["maxReceiveCount"])}
+        if isinstance(value, dict):
+            attributes[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            attributes[key] = "true" if value else "false"
+        else:
+            attributes[key] = str(value)
+    try:  # a kept queue gets the template's attributes again (CreateQueue refuses other ones)
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        if attributes:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        done = f"kept queue {name}"
+    except sqs.exceptions.QueueDoesNotExist:
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        done = f"created queue {name}"
+    if url != stack.queue_url(logical_id):
+        raise StackError(f"the emulator calls {logical_id} {url}, not {stack.queue_url(logical_id)}; "
+                         "pass --endpoint as the emulator's own scheme://host:port")
+    return done
+
+
 def create(stack: Stack, endpoint: str) -> list[str]:
-    """Creates the stack's tables and buckets on the emulator; returns what it did."""
-    dynamodb, s3 = _clients(endpoint, stack.region)
+    """Creates the stack's tables, buckets and queues on the emulator; returns what it did."""
+    dynamodb, s3, sqs = _clients(endpoint, stack.region)
     done = []
     for logical_id, resource in stack.local_resources():
         properties = stack.value(resource.get("Properties") or {})
         if resource["Type"] == "AWS::DynamoDB::Table":
             done.append(_create_table(dynamodb, stack, logical_id, properties))
+        elif resource["Type"] == "AWS::SQS::Queue":
+            done.append(_create_queue(sqs, stack, logical_id, properties))
         else:
             done.append(_create_bucket(s3, stack, logical_id))
     return done
+
+
+# --- What a local driver of the queue feature needs (--outputs). -----------------------------
+
+# POST /calc as the template declares it (scripts/calc_api.py serves the same method).
+CALC_METHOD = "CalcPostMethod"
+
+
+def outputs(stack: Stack) -> tuple[dict[str, Any], list[str]]:
+    """The --outputs document (see the module docstring) and warnings. Names come from the
+    template's Outputs, numbers from its parameters, the route and schema from CALC_METHOD.
+    Checks what CloudFormation cannot: CalcTimeout > MaxX and CalcVisibilityTimeout >=
+    CalcTimeout (errors, as they break the deployed worker), >= 6 x CalcTimeout + the batching
+    window (a warning: AWS's recommendation)."""
+    declared = stack.template.get("Outputs") or {}
+
+    def output(name: str) -> Any:
+        if name not in declared:
+            raise StackError(f"{TEMPLATE.name} has no output {name}")
+        return stack.value(declared[name]["Value"])
+
+    max_x, timeout = stack.number("MaxX"), stack.number("CalcTimeout")
+    visibility, window = stack.number("CalcVisibilityTimeout"), stack.number("CalcBatchingWindowSeconds")
+    if timeout <= max_x:
+        raise StackError(f"CalcTimeout={timeout} must exceed MaxX={max_x}: a message of x = MaxX would time out")
+    if visibility < timeout:
+        raise StackError(f"CalcVisibilityTimeout={visibility} is below CalcTimeout={timeout}; "
+                         "Lambda refuses such an SQS event source")
+    warnings = []
+    if visibility < 6 * timeout + window:
+        warnings.append(f"CalcVisibilityTimeout={visibility} is below 6 x CalcTimeout + "
+                        f"CalcBatchingWindowSeconds = {6 * timeout + window} (AWS's recommendation)")
+    method, path, models = stack.rest_method(CALC_METHOD)
+    if "application/json" not in models:
+        raise StackError(f"{CALC_METHOD} has no application/json request model")
+    document = {
+        "region": stack.region,
+        "endpoint": stack.endpoint,
+        "prefix": stack.prefix,
+        "calc": {
+            "queue_url": output("CalcQueueUrl"),
+            "dead_letter_queue_url": output("CalcDeadLetterQueueUrl"),
+            "table": output("CalcTableName"),
+            "messages_table": output("CalcMessagesTableName"),
+            "max_x": max_x,
+            "max_receive_count": stack.number("CalcMaxReceiveCount"),
+            "batch_size": stack.number("CalcBatchSize"),
+            "batching_window_seconds": window,
+            "max_concurrency": stack.number("CalcMaxConcurrency"),
+            "timeout_seconds": timeout,
+            "visibility_timeout_seconds": visibility,
+            "method": method,
+            "path": path,
+            "request_schema": models["application/json"],
+        },
+    }
+    return document, warnings
 
 
 # --- Command line. --------------------------------------------------------------------------
@@ -325,8 +608,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--endpoint", required=True, help="the emulator, e.g. http://127.0.0.1:5000")
     parser.add_argument("--store", help="the template's Store parameter (e.g. dynamodb, s3)")
     parser.add_argument("--prefix", default="local", help="physical names are <prefix>-<logical id> (default local)")
-    parser.add_argument("--function", default="HitsFunction", help="whose environment to print (default HitsFunction)")
+    parser.add_argument("--function", default="HitsFunction",
+                        help="whose environment to print (default HitsFunction; e.g. CalcWorkerFunction)")
     parser.add_argument("--env-file", type=Path, help="write KEY=VALUE lines here instead of stdout")
+    parser.add_argument("--outputs", type=Path, metavar="PATH",
+                        help="also write the queue feature's local settings here as JSON (see the docstring)")
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="any other template parameter (repeatable)")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help=argparse.SUPPRESS)
@@ -345,8 +631,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.store is not None:
             parameters["Store"] = args.store
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        stack = Stack(load_template(args.template), args.prefix, parameters, region)
+        stack = Stack(load_template(args.template), args.prefix, parameters, region, args.endpoint)
         environment = stack.environment(args.function)
+        document, warnings = outputs(stack) if args.outputs else (None, [])
+        for line in warnings:
+            print(f"stack.py: warning: {line}", file=sys.stderr)
         for line in create(stack, args.endpoint):
             print(f"stack.py: {line}", file=sys.stderr)
     except StackError as e:
@@ -362,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         args.env_file.write_text(lines, encoding="utf-8")
     else:
         sys.stdout.write(lines)
+    if args.outputs:
+        args.outputs.parent.mkdir(parents=True, exist_ok=True)
+        args.outputs.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
