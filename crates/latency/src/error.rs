@@ -24,6 +24,17 @@ pub enum Error {
     /// A child process (a bootstrap, a server) misbehaved.
     #[error("{0}")]
     Process(String),
+    /// `latency queue`: the ledger, the broker or a queue failed.
+    #[error("{context}: {source}")]
+    Queue {
+        context: String,
+        #[source]
+        source: queue::Error,
+    },
+    /// `latency queue`: the run did not complete (timed out, nothing accepted); the message says
+    /// how far it got and where the rest went.
+    #[error("{0}")]
+    Unfinished(String),
 }
 
 impl Error {

@@ -4,6 +4,7 @@
 //! - `latency cost` — itemised cost per million calls and per month, per architecture
 //! - `latency report` — probe named targets, write `report.md` and an SVG chart
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
+//! - `latency queue` — post N calc(x) jobs with x ~ U(0, max) and time them until all are done
 
 mod chart;
 mod coldstart;
@@ -11,6 +12,7 @@ mod cost_cmd;
 mod error;
 mod invoke;
 mod probe_cmd;
+mod queue_cmd;
 mod report;
 mod targets;
 mod time;
@@ -35,6 +37,8 @@ enum Command {
     Cost(cost_cmd::Args),
     /// Play the Lambda Runtime API for a bootstrap: time to init and to the first responses.
     ColdStart(coldstart::Args),
+    /// Post N calc(x) jobs with x ~ U(0, max) and time them until all are done.
+    Queue(queue_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Report(args) => report::run(args).await,
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
+            Command::Queue(args) => queue_cmd::run(args).await,
         }
     });
     match result {
