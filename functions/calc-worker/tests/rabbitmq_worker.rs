@@ -1,0 +1,214 @@
+//! `calc-worker-server` consuming a real RabbitMQ broker, counting in DynamoDB in moto: killed
+//! with SIGKILL mid-batch it loses nothing and a second worker counts each message once, SIGTERM
+//! drains the messages in flight, poison goes to the dead-letter queue.
+//!
+//! Needs both `CALC_TEST_AMQP_URL` (`export CALC_TEST_AMQP_URL=$(scripts/rabbitmq start
+//! /tmp/rmq.pid)`) and `AWS_ENDPOINT_URL` (moto); without either the tests skip, unless
+//! `HITS_TEST_REQUIRE_ALL=1`, when they fail. Every test uses a queue of its own and fresh tables.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use queue::Ledger;
+use queue::amqp::{Publisher, dead_letter_queue};
+
+mod common;
+use common::{Process, Stack, bodies, eventually};
+
+/// The broker's URL, or `None` (skip) when `CALC_TEST_AMQP_URL` is not set.
+fn amqp_url() -> Option<String> {
+    match std::env::var("CALC_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                "CALC_TEST_AMQP_URL is not set but HITS_TEST_REQUIRE_ALL=1: run scripts/test, or start \
+                 a broker (scripts/rabbitmq start <pidfile>) and export CALC_TEST_AMQP_URL"
+            );
+            eprintln!("skipped: CALC_TEST_AMQP_URL is not set (no RabbitMQ); scripts/rabbitmq starts one");
+            None
+        }
+    }
+}
+
+/// A queue name no other test or run uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
+    format!("test-{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One test's broker queue (declared with its dead-letter queue) and moto tables.
+struct Rig {
+    url: String,
+    queue: String,
+    publisher: Publisher,
+    stack: Stack,
+}
+
+impl Rig {
+    /// `None` (skip) when the broker or moto is not configured.
+    async fn new(prefix: &str) -> Option<Rig> {
+        let url = amqp_url()?;
+        // Only the tables are used; the SQS queue Stack makes as well sits idle.
+        let stack = Stack::new(prefix, 10, 30).await?;
+        let queue = unique(prefix);
+        let publisher =
+            Publisher::connect(&url, &queue).await.expect("connect to RabbitMQ and declare the queue");
+        Some(Rig { url, queue, publisher, stack })
+    }
+
+    /// Publishes each body with the message id `<queue>-<i>` (confirmed); returns the ids.
+    async fn publish(&self, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            let id = format!("{}-{i}", self.queue);
+            self.publisher.publish(&id, body).await.expect("publish");
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Messages ready in the work queue (delivered and unacknowledged ones not included).
+    async fn ready(&self) -> u64 {
+        self.publisher.depth(&self.queue).await.expect("depth of the work queue")
+    }
+
+    /// Messages in the dead-letter queue.
+    async fn dead_lettered(&self) -> u64 {
+        self.publisher.depth(&dead_letter_queue(&self.queue)).await.expect("depth of the dead-letter queue")
+    }
+
+    async fn done(&self) -> u64 {
+        self.stack.ledger().done().await.expect("read done")
+    }
+
+    /// `calc-worker-server` on this queue, counting in this stack's tables, `--max-x 2`.
+    fn worker(&self, extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--source",
+            &self.url,
+            "--queue",
+            &self.queue,
+            "--done-table",
+            &self.stack.done_table,
+            "--messages-table",
+            &self.stack.messages_table,
+            "--max-x",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        Process::worker(&args)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_nothing_and_counts_each_message_once() {
+    let Some(rig) = Rig::new("calc-rmq-kill").await else { return };
+    const N: u64 = 200;
+    // 0.2–1.0 s each, 32 at a time: ~4 s of work, so there is time to kill it half-way.
+    let xs = (0..N).map(|i| 0.2 + 0.2 * (i % 5) as f64);
+    rig.publish(&bodies(xs)).await;
+    assert_eq!(rig.ready().await, N);
+
+    let started = Instant::now();
+    let mut first = rig.worker(&["--concurrency", "32"]);
+    // Mid-run: some counted, and some delivered but not counted yet (in flight, unacked). The
+    // depth is read before `done`, so `ready + done < N` really means messages in flight.
+    let seen = Cell::new((0, 0));
+    let mid_run = eventually(Duration::from_secs(60), || async {
+        let ready = rig.ready().await;
+        let done = rig.done().await;
+        seen.set((ready, done));
+        (20..=150).contains(&done) && ready + done + 8 <= N
+    })
+    .await;
+    let (ready_at_kill, done_at_kill) = seen.get();
+    assert!(mid_run, "never caught mid-run: done = {done_at_kill}, ready = {ready_at_kill}");
+    first.signal("KILL");
+    let status = first.wait(Duration::from_secs(10)).expect("killed");
+    assert!(!status.success(), "exit status {status}");
+    eprintln!(
+        "killed after {:.1} s: done = {done_at_kill}, ready = {ready_at_kill}, in flight ≥ {}",
+        started.elapsed().as_secs_f64(),
+        N - ready_at_kill - done_at_kill
+    );
+
+    // The connection is gone: the broker puts every unacknowledged delivery back. Whatever was
+    // not counted is ready again (ready + done ≥ N; acked ≤ done), and nothing more is counted.
+    let seen = Cell::new((0, 0));
+    let requeued = eventually(Duration::from_secs(30), || async {
+        let (ready, done) = (rig.ready().await, rig.done().await);
+        seen.set((ready, done));
+        ready > 0 && ready + done >= N
+    })
+    .await;
+    let after = seen.get();
+    assert!(requeued, "the unacknowledged deliveries did not come back: ready, done = {after:?}");
+    assert!(after.0 > ready_at_kill, "ready {} after the kill, {ready_at_kill} before", after.0);
+
+    let restarted = Instant::now();
+    let mut second = rig.worker(&["--concurrency", "32"]);
+    let all_done =
+        eventually(Duration::from_secs(60), || async { rig.done().await >= N && rig.ready().await == 0 })
+            .await;
+    assert!(all_done, "done = {} of {N}, ready = {}", rig.done().await, rig.ready().await);
+    eprintln!("the second worker finished in {:.1} s", restarted.elapsed().as_secs_f64());
+    // Let it settle what it still holds, then: each message counted exactly once.
+    second.signal("TERM");
+    let status = second.wait(Duration::from_secs(20)).expect("the second worker exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(rig.done().await, N, "none lost, none counted twice");
+    assert_eq!(rig.ready().await, 0);
+    assert_eq!(rig.dead_lettered().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_rabbitmq_finishes_in_flight_messages_and_exits_zero() {
+    let Some(rig) = Rig::new("calc-rmq-term").await else { return };
+    const N: u64 = 40;
+    rig.publish(&bodies(std::iter::repeat_n(1.0, N as usize))).await;
+    let mut worker = rig.worker(&["--concurrency", "40", "--shutdown-timeout", "10"]);
+    // All forty delivered (none ready) and running: then SIGTERM.
+    let running = eventually(Duration::from_secs(60), || async {
+        worker.health().await == Some(200) && rig.ready().await == 0
+    })
+    .await;
+    assert!(running, "the worker never took all {N} messages: ready = {}", rig.ready().await);
+    let done_at_term = rig.done().await;
+    worker.signal("TERM");
+    let signalled = Instant::now();
+    assert!(done_at_term < N, "all {N} were counted before SIGTERM; nothing was in flight");
+    let status = worker.wait(Duration::from_secs(15)).expect("exits within the shutdown timeout");
+    eprintln!(
+        "exited {status} {:.1} s after SIGTERM ({done_at_term} counted before it)",
+        signalled.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(rig.done().await, N, "every message in flight was counted");
+    assert_eq!(rig.ready().await, 0, "and acknowledged, not given back");
+    assert_eq!(rig.dead_lettered().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_on_rabbitmq_goes_to_the_dead_letter_queue() {
+    let Some(rig) = Rig::new("calc-rmq-poison").await else { return };
+    let poison = ["not json", r#"{"x": -1}"#, r#"{"x": 3}"#, r#"{"y": 1}"#, r#"{"x": "1"}"#, "{\"x\": 1"];
+    let mut messages = bodies((0..20).map(|i| 0.01 * f64::from(i % 3)));
+    // Interleaved: poison between good messages, each with a message id.
+    for (i, p) in poison.iter().enumerate() {
+        messages.insert(i * 4, (*p).to_owned());
+    }
+    rig.publish(&messages).await;
+    let _worker = rig.worker(&["--concurrency", "8"]);
+    let settled = eventually(Duration::from_secs(60), || async {
+        rig.dead_lettered().await == poison.len() as u64 && rig.done().await == 20
+    })
+    .await;
+    assert!(settled, "done = {}, dead-lettered = {}", rig.done().await, rig.dead_lettered().await);
+    assert_eq!(rig.ready().await, 0);
+    // Nothing straggles in afterwards: no poison counted, no good message dead-lettered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((rig.done().await, rig.dead_lettered().await), (20, poison.len() as u64));
+}
