@@ -10,6 +10,12 @@ two cannot drift:
     400 {"message": ...} on a body that is not JSON or fails the schema (BAD_REQUEST_BODY);
     202 {"messageId": ...} once SQS took the body, as it came; 502 JSON if SQS did not.
 
+One difference, in how, not what: API Gateway calls SendMessage once per request, in parallel.
+moto handles one call at a time, a few milliseconds each, so 1,000 concurrent POSTs would queue
+for seconds behind it and the local queue benchmark would time the emulator. Requests that arrive
+while a call is in flight are therefore sent together, up to 10 in one SendMessageBatch; each
+request still gets its own message, its own messageId, and its own 202 or 502.
+
     scripts/calc_api.py --endpoint http://127.0.0.1:MOTO --queue-url URL --port P [--max-x X]
 
 prints `listening on http://127.0.0.1:P/v1/calc` when ready (--port 0 picks a free port).
@@ -20,7 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
+import threading
+from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,6 +51,44 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")  # Python's json would accept NaN and Infinity
 
 
+class _Sender:
+    """SendMessage for many threads: what arrives while a call is in flight goes in the next
+    SendMessageBatch (at most 10 entries). `send(body)` returns the message id or raises."""
+
+    def __init__(self, sqs, queue_url: str):
+        self._sqs, self._queue_url = sqs, queue_url
+        self._pending: queue.Queue[tuple[str, Future]] = queue.Queue()
+        threading.Thread(target=self._run, name="sqs-sender", daemon=True).start()
+
+    def send(self, body: str) -> str:
+        done: Future = Future()
+        self._pending.put((body, done))
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < 10:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                out = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=[
+                    {"Id": str(i), "MessageBody": body} for i, (body, _) in enumerate(batch)])
+            except Exception as e:  # noqa: BLE001 (the call failed: every request in it gets a 502)
+                for _, done in batch:
+                    done.set_exception(e)
+                continue
+            ids = {entry["Id"]: entry["MessageId"] for entry in out.get("Successful", [])}
+            errors = {entry["Id"]: entry.get("Message", entry.get("Code")) for entry in out.get("Failed", [])}
+            for i, (_, done) in enumerate(batch):
+                if str(i) in ids:
+                    done.set_result(ids[str(i)])
+                else:
+                    done.set_exception(RuntimeError(errors.get(str(i), "not in the batch response")))
+
+
 def make_server(endpoint: str, queue_url: str, port: int = 0, max_x: str | None = None,
                 host: str = "127.0.0.1") -> tuple[ThreadingHTTPServer, str]:
     """The server (not yet serving) and the URL of its one route."""
@@ -61,6 +108,7 @@ def make_server(endpoint: str, queue_url: str, port: int = 0, max_x: str | None 
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     sqs = boto3.session.Session(region_name=region).client(
         "sqs", endpoint_url=endpoint, config=Config(max_pool_connections=128, retries={"max_attempts": 2}))
+    sender = _Sender(sqs, queue_url)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: every answer has a Content-Length
@@ -98,7 +146,7 @@ def make_server(endpoint: str, queue_url: str, port: int = 0, max_x: str | None 
             if errors:
                 return self.gateway_response("BAD_REQUEST_BODY", "[" + ", ".join(e.message for e in errors) + "]")
             try:
-                message_id = sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"]
+                message_id = sender.send(body)
             except Exception as e:  # noqa: BLE001 (any failure of the call is the gateway's 502)
                 print(f"calc_api.py: SendMessage failed: {e}", file=sys.stderr)
                 return self.answer(int(failed["StatusCode"]), failed["ResponseTemplates"]["application/json"])

@@ -115,6 +115,27 @@ pub mod emulator {
         Some(crate::load().await)
     }
 
+    /// The RabbitMQ broker that `scripts/test` starts (`scripts/rabbitmq`, exported as
+    /// `CALC_TEST_AMQP_URL`), or `None` (skip the test) when it is not set; with
+    /// `HITS_TEST_REQUIRE_ALL=1` a missing broker panics, as a missing moto does. Not AWS, but the
+    /// same kind of local stand-in, so it lives with the others.
+    pub fn amqp_url() -> Option<String> {
+        match std::env::var("CALC_TEST_AMQP_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                    "CALC_TEST_AMQP_URL is not set but HITS_TEST_REQUIRE_ALL=1: run scripts/test, or start \
+                     a broker (scripts/rabbitmq start <pidfile>) and export CALC_TEST_AMQP_URL"
+                );
+                eprintln!(
+                    "skipped: CALC_TEST_AMQP_URL is not set (no RabbitMQ); scripts/rabbitmq starts one"
+                );
+                None
+            }
+        }
+    }
+
     /// A name no other test or run uses: lowercase, valid for buckets and tables.
     pub fn unique(prefix: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
@@ -146,18 +167,26 @@ pub mod emulator {
     /// A new counter table as template.yaml declares `CounterTable`: partition key `id` (N),
     /// on-demand.
     pub async fn counter_table(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
+        table(dynamodb, prefix, "id", aws_sdk_dynamodb::types::ScalarAttributeType::N).await
+    }
+
+    /// A new on-demand table named after `prefix`, with the partition key `key` of type `kind`.
+    async fn table(
+        dynamodb: &aws_sdk_dynamodb::Client,
+        prefix: &str,
+        key: &str,
+        kind: aws_sdk_dynamodb::types::ScalarAttributeType,
+    ) -> String {
+        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType};
         let table = unique(prefix);
-        let id = AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::N);
-        let key = KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash);
+        let attribute = AttributeDefinition::builder().attribute_name(key).attribute_type(kind);
+        let schema = KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash);
         let created = dynamodb
             .create_table()
             .table_name(&table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(id.build().expect("complete attribute definition"))
-            .key_schema(key.build().expect("complete key schema"))
+            .attribute_definitions(attribute.build().expect("complete attribute definition"))
+            .key_schema(schema.build().expect("complete key schema"))
             .send()
             .await;
         if let Err(e) = created {
@@ -245,26 +274,10 @@ pub mod emulator {
     /// TTL'd item per counted message). Returns `(done_table, messages_table)`.
     #[cfg(feature = "emulator-sqs")]
     pub async fn calc_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (String, String) {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let done = counter_table(dynamodb, &format!("{prefix}-done")).await;
-        let messages = unique(&format!("{prefix}-messages"));
-        let id = AttributeDefinition::builder()
-            .attribute_name("message_id")
-            .attribute_type(ScalarAttributeType::S);
-        let key = KeySchemaElement::builder().attribute_name("message_id").key_type(KeyType::Hash);
-        let created = dynamodb
-            .create_table()
-            .table_name(&messages)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(id.build().expect("complete attribute definition"))
-            .key_schema(key.build().expect("complete key schema"))
-            .send()
-            .await;
-        if let Err(e) = created {
-            panic!("create table {messages}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e));
-        }
+        use aws_sdk_dynamodb::types::ScalarAttributeType;
+        let done = table(dynamodb, &format!("{prefix}-done"), "id", ScalarAttributeType::N).await;
+        let messages =
+            table(dynamodb, &format!("{prefix}-messages"), "message_id", ScalarAttributeType::S).await;
         (done, messages)
     }
 

@@ -46,7 +46,7 @@ struct Args {
 
 #[derive(Debug, thiserror::Error)]
 enum InvokeError {
-    #[error("invoke: {0}")]
+    #[error("invoke: {0} ({cause})", cause = std::error::Error::source(.0).map(ToString::to_string).unwrap_or_default())]
     Http(#[from] reqwest::Error),
     #[error("the function failed ({status}): {body}")]
     Function { status: u16, body: String },
@@ -70,7 +70,11 @@ async fn main() -> std::process::ExitCode {
     let source = SqsSource::new(&aws, args.queue_url.clone());
     let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "eu-west-2".into());
     let arn = queue_arn(&args.queue_url, &region);
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(args.timeout)).build() {
+    // A fresh connection per invocation: the emulator may close an idle one just as it is reused,
+    // which would fail the invocation before it was sent.
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(args.timeout)).pool_max_idle_per_host(0);
+    let http = match http.build() {
         Ok(http) => http,
         Err(e) => {
             eprintln!("sqs-poller: {e}");

@@ -7,8 +7,7 @@
 //! `HITS_TEST_REQUIRE_ALL=1`, when they fail. Every test uses a queue of its own and fresh tables.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use queue::Ledger;
 use queue::amqp::{Publisher, dead_letter_queue};
@@ -16,27 +15,11 @@ use queue::amqp::{Publisher, dead_letter_queue};
 mod common;
 use common::{Process, Stack, bodies, eventually};
 
-/// The broker's URL, or `None` (skip) when `CALC_TEST_AMQP_URL` is not set.
-fn amqp_url() -> Option<String> {
-    match std::env::var("CALC_TEST_AMQP_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-                "CALC_TEST_AMQP_URL is not set but HITS_TEST_REQUIRE_ALL=1: run scripts/test, or start \
-                 a broker (scripts/rabbitmq start <pidfile>) and export CALC_TEST_AMQP_URL"
-            );
-            eprintln!("skipped: CALC_TEST_AMQP_URL is not set (no RabbitMQ); scripts/rabbitmq starts one");
-            None
-        }
-    }
-}
+use aws_setup::emulator::amqp_url;
 
 /// A queue name no other test or run uses.
 fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
-    format!("test-{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    aws_setup::emulator::unique(&format!("test-{prefix}"))
 }
 
 /// One test's broker queue (declared with its dead-letter queue) and moto tables.
