@@ -103,6 +103,11 @@ pub struct Args {
     /// (not read if absent), its name for an amqp target [default: <queue>.dlq].
     #[arg(long, value_name = "URL_OR_NAME", conflicts_with = "local")]
     dlq: Option<String>,
+    /// The SQS work queue behind an http target (the stack's CalcQueueUrl). When given, the run
+    /// first waits until it is empty: messages of an earlier run would be counted in this one.
+    /// (An amqp target's queue is always checked.)
+    #[arg(long, value_name = "URL", conflicts_with = "local")]
+    queue_url: Option<String>,
     /// Take the target, tables and DLQ from .local/queue.toml (written by `scripts/local up`).
     #[arg(long)]
     local: bool,
@@ -137,6 +142,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             target: args.target.clone().unwrap_or_default(),
             amqp_queue: args.amqp_queue.clone(),
             dlq: args.dlq.clone(),
+            queue_url: args.queue_url.clone(),
             done_table: args.done_table.clone().unwrap_or_default(),
             messages_table: args.messages_table.clone().unwrap_or_default(),
         },
@@ -162,7 +168,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         queue::dynamodb::DynamoDbLedger::new(&config, setup.done_table.clone(), setup.messages_table.clone());
     // The broker connection, closed after the run (politely: the broker logs a dropped one).
     let mut publisher = None;
-    let (poster, dlq): (Arc<dyn Post>, Option<Box<dyn Depth>>) = match kind {
+    let (poster, dlq, work): (Arc<dyn Post>, Option<DepthBox>, Option<DepthBox>) = match kind {
         Kind::Http => {
             let dlq = match &setup.dlq {
                 Some(url) if is_http(url) => {
@@ -176,7 +182,16 @@ pub async fn run(args: Args) -> Result<(), Error> {
                 }
                 None => None,
             };
-            (Arc::new(HttpPoster::new(&setup.target)?), dlq)
+            let work = match &setup.queue_url {
+                Some(url) if is_http(url) => {
+                    Some(Box::new(SqsDlq { config: config.clone(), url: url.clone() }) as Box<dyn Depth>)
+                }
+                Some(other) => {
+                    return Err(Error::Invalid(format!("--queue-url {other:?}: not an SQS queue URL")));
+                }
+                None => None,
+            };
+            (Arc::new(HttpPoster::new(&setup.target)?), dlq, work)
         }
         Kind::Amqp => {
             let queue_name = setup.amqp_queue.clone().unwrap_or_else(|| "calc".to_owned());
@@ -188,7 +203,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
             publisher = Some(shared.clone());
             let dlq_name = setup.dlq.clone().unwrap_or_else(|| queue::amqp::dead_letter_queue(&queue_name));
             let dlq = AmqpDlq { publisher: shared.clone(), queue: dlq_name };
-            (Arc::new(AmqpPoster(shared)), Some(Box::new(dlq)))
+            let work = AmqpDlq { publisher: shared.clone(), queue: queue_name };
+            (Arc::new(AmqpPoster(shared)), Some(Box::new(dlq)), Some(Box::new(work)))
         }
     };
 
@@ -207,8 +223,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
         backoff: BACKOFF,
         progress: true,
     };
-    let result = drive(&plan, poster, &ledger, dlq.as_deref(), &opts).await;
-    drop(dlq);
+    let result = match wait_until_empty(work.as_deref(), &opts).await {
+        Ok(()) => drive(&plan, poster, &ledger, dlq.as_deref(), &opts).await,
+        Err(e) => Err(e),
+    };
+    drop((dlq, work));
     if let Some(Ok(publisher)) = publisher.map(Arc::try_unwrap)
         && let Err(e) = publisher.close().await
     {
@@ -225,6 +244,35 @@ pub async fn run(args: Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// Something whose depth the run reads: a work queue or a dead-letter queue.
+type DepthBox = Box<dyn Depth>;
+
+/// Waits (up to the run's timeout) until the work queue holds nothing: messages of an earlier run
+/// would be counted in this run's `done` and end it early.
+async fn wait_until_empty(work: Option<&dyn Depth>, opts: &Opts) -> Result<(), Error> {
+    let Some(work) = work else { return Ok(()) };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let depth = work.depth().await.map_err(|e| Error::Invalid(format!("{}: {e}", work.describe())))?;
+        if depth == 0 {
+            return Ok(());
+        }
+        if started.elapsed() >= opts.timeout {
+            return Err(Error::Invalid(format!(
+                "{depth} messages of an earlier run are still in {}; they would be counted in this run. \
+                 Wait for the workers to finish them (or purge the queue) and run again",
+                work.describe()
+            )));
+        }
+        if !said {
+            eprintln!("latency: waiting for {depth} messages of an earlier run in {} to be processed", work.describe());
+            said = true;
+        }
+        tokio::time::sleep(opts.poll.max(Duration::from_millis(200))).await;
+    }
+}
+
 /// What `run` needs to know about the deployment: from the flags or from queue.toml.
 #[derive(Debug, Clone, PartialEq)]
 struct Setup {
@@ -233,6 +281,8 @@ struct Setup {
     target: String,
     amqp_queue: Option<String>,
     dlq: Option<String>,
+    /// The SQS work queue of an http target, to wait until it is empty.
+    queue_url: Option<String>,
     done_table: String,
     messages_table: String,
 }
@@ -302,6 +352,7 @@ struct LocalPath {
     target: String,
     amqp_queue: Option<String>,
     dlq: Option<String>,
+    queue: Option<String>,
     done_table: String,
     messages_table: String,
 }
@@ -358,6 +409,7 @@ fn parse_local(text: &str, origin: &str, name: Option<&str>) -> Result<Setup, Er
         target: chosen.target.clone(),
         amqp_queue: chosen.amqp_queue.clone(),
         dlq: chosen.dlq.clone().filter(|d| !d.is_empty()),
+        queue_url: chosen.queue.clone().filter(|q| !q.is_empty()),
         done_table: chosen.done_table.clone(),
         messages_table: chosen.messages_table.clone(),
     })
@@ -971,6 +1023,7 @@ mod tests {
                 target: "http://127.0.0.1:9020/v1/calc".into(),
                 amqp_queue: None,
                 dlq: Some("http://127.0.0.1:5000/123456789012/local-calcdeadletterqueue".into()),
+                queue_url: None,
                 done_table: "local-calctable".into(),
                 messages_table: "local-calcmessagestable".into(),
             }
