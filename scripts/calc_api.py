@@ -13,7 +13,7 @@ two cannot drift:
 One difference, in how, not what: API Gateway calls SendMessage once per request, in parallel.
 moto handles one call at a time, a few milliseconds each, so 1,000 concurrent POSTs would queue
 for seconds behind it and the local queue benchmark would time the emulator. Requests that arrive
-while a call is in flight are therefore sent together, up to 10 in one SendMessageBatch; each
+while calls are in flight are therefore sent together, up to 10 in one SendMessageBatch; each
 request still gets its own message, its own messageId, and its own 202 or 502.
 
     scripts/calc_api.py --endpoint http://127.0.0.1:MOTO --queue-url URL --port P [--max-x X]
@@ -52,13 +52,17 @@ def _reject_constant(name: str) -> None:
 
 
 class _Sender:
-    """SendMessage for many threads: what arrives while a call is in flight goes in the next
-    SendMessageBatch (at most 10 entries). `send(body)` returns the message id or raises."""
+    """SendMessage for many threads: what arrives while calls are in flight goes in the next
+    SendMessageBatch (at most 10 entries, 4 calls at once). `send(body)` returns the message id
+    or raises."""
 
     def __init__(self, sqs, queue_url: str):
         self._sqs, self._queue_url = sqs, queue_url
         self._pending: queue.Queue[tuple[str, Future]] = queue.Queue()
-        threading.Thread(target=self._run, name="sqs-sender", daemon=True).start()
+        # A few calls in flight at once, as API Gateway's many would be: each waits its turn at
+        # moto, and one at a time would leave the requests behind it waiting too.
+        for n in range(4):
+            threading.Thread(target=self._run, name=f"sqs-sender-{n}", daemon=True).start()
 
     def send(self, body: str) -> str:
         done: Future = Future()

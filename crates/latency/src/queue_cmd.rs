@@ -266,7 +266,10 @@ async fn wait_until_empty(work: Option<&dyn Depth>, opts: &Opts) -> Result<(), E
             )));
         }
         if !said {
-            eprintln!("latency: waiting for {depth} messages of an earlier run in {} to be processed", work.describe());
+            eprintln!(
+                "latency: waiting for {depth} messages of an earlier run in {} to be processed",
+                work.describe()
+            );
             said = true;
         }
         tokio::time::sleep(opts.poll.max(Duration::from_millis(200))).await;

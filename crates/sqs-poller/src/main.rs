@@ -17,7 +17,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use clap::Parser;
 use queue::sqs::{MAX_BATCH, Received, SqsSource};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Parser)]
@@ -39,6 +39,10 @@ struct Args {
     /// Invocations in flight at most (the template's CalcMaxConcurrency).
     #[arg(long, default_value_t = 5)]
     max_concurrency: usize,
+    /// Receive loops gathering batches (Lambda starts with five); each hands its batch to an
+    /// invocation and gathers the next while that one runs.
+    #[arg(long, default_value_t = 5)]
+    pollers: usize,
     /// How long an invocation may take before it counts as failed, seconds (the function's timeout).
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -87,25 +91,26 @@ async fn main() -> std::process::ExitCode {
         let _ = stop_tx.send(true);
     });
     eprintln!(
-        "sqs-poller: {} → {} (batch {}, window {} ms, concurrency {})",
-        args.queue_url, args.invoke_url, args.batch_size, args.batching_window_ms, args.max_concurrency
+        "sqs-poller: {} → {} (batch {}, window {} ms, concurrency {}, pollers {})",
+        args.queue_url,
+        args.invoke_url,
+        args.batch_size,
+        args.batching_window_ms,
+        args.max_concurrency,
+        args.pollers
     );
     let stats = Arc::new(Stats::default());
+    let invocations = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
+    let poller = Arc::new(Poller { source, http, args: args.clone(), arn, region, stats: stats.clone() });
     let mut pollers = Vec::new();
-    for _ in 0..args.max_concurrency.max(1) {
-        let poller = Poller {
-            source: source.clone(),
-            http: http.clone(),
-            args: args.clone(),
-            arn: arn.clone(),
-            region: region.clone(),
-            stats: stats.clone(),
-        };
-        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
+    for _ in 0..args.pollers.max(1) {
+        pollers.push(tokio::spawn(poller.clone().run(invocations.clone(), stop_rx.clone())));
     }
     for poller in pollers {
         let _ = poller.await;
     }
+    // The invocations still running finish (and settle their batches) before the exit.
+    let _all = invocations.acquire_many(args.max_concurrency.max(1) as u32).await;
     eprintln!(
         "sqs-poller: stopped after {} invocations: {} records deleted, {} returned to the queue",
         stats.invocations.load(Ordering::Relaxed),
@@ -133,9 +138,19 @@ struct Poller {
 }
 
 impl Poller {
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Gathers a batch whenever an invocation slot is free, and hands it to an invocation of its
+    /// own; stops gathering when told to.
+    async fn run(self: Arc<Self>, invocations: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         loop {
+            // A slot first: messages received without one would only sit invisible.
+            let slot = tokio::select! {
+                slot = invocations.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
             let batch = tokio::select! {
                 batch = self.gather() => batch,
                 _ = stop.wait_for(|stop| *stop) => return,
@@ -144,17 +159,19 @@ impl Poller {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     backoff = Duration::from_millis(100);
+                    let poller = self.clone();
                     // An invocation in progress finishes even when told to stop, as Lambda's would.
-                    self.invoke_and_settle(batch).await;
+                    tokio::spawn(async move {
+                        poller.invoke_and_settle(batch).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "receive failed");
+                    drop(slot);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-            }
-            if *stop.borrow() {
-                return;
             }
         }
     }
