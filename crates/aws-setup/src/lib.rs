@@ -63,11 +63,23 @@ pub async fn load() -> SdkConfig {
 /// [`load`] with the given trust roots (the `latency` CLI runs on people's machines, behind
 /// their proxies: it uses the platform's store).
 pub async fn load_with(roots: TrustRoots) -> SdkConfig {
+    load_at(roots, None).await
+}
+
+/// [`load_with`], and every client sends to `endpoint` when given (an emulator named in a file,
+/// such as the local stack's): it wins over `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`
+/// in the environment. (Setting it afterwards on the `SdkConfig` does not: the clients would
+/// still take the environment's.)
+pub async fn load_at(roots: TrustRoots, endpoint: Option<&str>) -> SdkConfig {
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .tls_context(roots.context())
         .build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(https).load().await
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
 }
 
 /// S3 configuration: path-style addressing when an endpoint override (an emulator) is

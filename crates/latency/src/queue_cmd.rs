@@ -55,7 +55,7 @@
 //!
 //! Other keys are ignored, so the writer can add some without breaking older readers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -134,7 +134,8 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<(), Error> {
     let setup = match args.local {
         true => {
-            let path = local_state_dir()?.join("queue.toml");
+            let root = crate::report::workspace_root()?;
+            let path = crate::report::local_state_dir(&root).join("queue.toml");
             load_local(&path, args.path.as_deref())?
         }
         false => Setup {
@@ -160,10 +161,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let seed = args.seed.unwrap_or_else(clock_seed);
     let plan = Plan::draw(n, args.max, seed);
 
-    let mut config = aws_setup::load_with(aws_setup::TrustRoots::Platform).await;
-    if let Some(endpoint) = &setup.endpoint {
-        config = config.into_builder().endpoint_url(endpoint).build();
-    }
+    let config = aws_setup::load_at(aws_setup::TrustRoots::Platform, setup.endpoint.as_deref()).await;
     let ledger =
         queue::dynamodb::DynamoDbLedger::new(&config, setup.done_table.clone(), setup.messages_table.clone());
     // The broker connection, closed after the run (politely: the broker logs a dropped one).
@@ -358,24 +356,6 @@ struct LocalPath {
     queue: Option<String>,
     done_table: String,
     messages_table: String,
-}
-
-/// Where `scripts/local` keeps its state: `$HITS_LOCAL_STATE`, else `<checkout>/.local`.
-fn local_state_dir() -> Result<PathBuf, Error> {
-    if let Some(state) = std::env::var_os("HITS_LOCAL_STATE").filter(|s| !s.is_empty()) {
-        return Ok(PathBuf::from(state));
-    }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut candidates: Vec<PathBuf> =
-        std::env::current_dir().map(|d| d.ancestors().map(Path::to_path_buf).collect()).unwrap_or_default();
-    candidates.push(built_from);
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("scripts/local").is_file())
-        .map(|root| root.join(".local"))
-        .ok_or_else(|| {
-            Error::Invalid("--local needs a checkout of this repository (scripts/local not found)".into())
-        })
 }
 
 /// Reads queue.toml at `path` and picks the path named `name` (default: the first).

@@ -359,10 +359,7 @@ impl Stack {
 fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Error> {
     let root = workspace_root()?;
     let script = root.join("scripts/local");
-    // scripts/local keeps its state in HITS_LOCAL_STATE when set (as scripts/test does).
-    let state =
-        std::env::var_os("HITS_LOCAL_STATE").map(PathBuf::from).unwrap_or_else(|| root.join(".local"));
-    let path = state.join("targets.toml");
+    let path = local_state_dir(&root).join("targets.toml");
     let running = path.exists()
         && Command::new(&script)
             .arg("status")
@@ -393,7 +390,16 @@ fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Erro
 
 /// The checkout this binary was built from, or the current directory's, whichever has
 /// `scripts/local`.
-fn workspace_root() -> Result<PathBuf, Error> {
+/// Where `scripts/local` keeps its state: `$HITS_LOCAL_STATE` (as scripts/test sets it), else
+/// `<checkout>/.local`.
+pub(crate) fn local_state_dir(root: &Path) -> PathBuf {
+    std::env::var_os("HITS_LOCAL_STATE")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".local"))
+}
+
+pub(crate) fn workspace_root() -> Result<PathBuf, Error> {
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut candidates: Vec<PathBuf> =
         std::env::current_dir().map(|d| d.ancestors().map(Path::to_path_buf).collect()).unwrap_or_default();
