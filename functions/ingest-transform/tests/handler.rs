@@ -3,7 +3,7 @@
 //! from a DirectPut stream (no `kinesisRecordMetadata`).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_lambda_events::event::firehose::{KinesisFirehoseEvent, KinesisFirehoseResponse};
 use lambda_runtime::{Context, LambdaEvent};
@@ -16,8 +16,18 @@ fn fixture(name: &str) -> (Value, KinesisFirehoseEvent) {
     (serde_json::from_str(&text).unwrap(), serde_json::from_str(&text).unwrap())
 }
 
+/// The tests that run the transform take turns. tracing caches, per log call site, whether any
+/// subscriber wants it: a test running the transform with no subscriber at the same moment as
+/// one that captures its logs could make the capturing one miss lines (seen once in CI).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Runs [`ingest_transform::transform`] with its logs captured: (response, log text).
 fn transform_logged(event: KinesisFirehoseEvent) -> (KinesisFirehoseResponse, String) {
+    let _turn = one_at_a_time();
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl Write for Buffer {
@@ -104,18 +114,25 @@ fn our_valid_records_pass_unchanged_and_the_invalid_one_fails() {
 #[test]
 fn every_response_record_carries_the_metadata_firehose_accepts_without_dynamic_partitioning() {
     let (_, event) = fixture("events-firehose-event.json");
-    let json = serde_json::to_value(ingest_transform::transform(event)).unwrap();
+    let json = {
+        let _turn = one_at_a_time();
+        serde_json::to_value(ingest_transform::transform(event)).unwrap()
+    };
     for record in json["records"].as_array().unwrap() {
         assert_eq!(record["metadata"], serde_json::json!({"partitionKeys": {}}), "{record}");
     }
 }
 
-#[tokio::test]
-async fn the_handler_answers_an_invocation_and_an_empty_batch() {
-    let (_, event) = fixture("events-firehose-event.json");
-    let response = ingest_transform::handle(LambdaEvent::new(event, Context::default())).await.unwrap();
-    assert_eq!(response.records.len(), 4);
-    let empty: KinesisFirehoseEvent = serde_json::from_value(serde_json::json!({"records": []})).unwrap();
-    let response = ingest_transform::handle(LambdaEvent::new(empty, Context::default())).await.unwrap();
-    assert!(response.records.is_empty());
+#[test]
+fn the_handler_answers_an_invocation_and_an_empty_batch() {
+    let _turn = one_at_a_time();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let (_, event) = fixture("events-firehose-event.json");
+        let response = ingest_transform::handle(LambdaEvent::new(event, Context::default())).await.unwrap();
+        assert_eq!(response.records.len(), 4);
+        let empty: KinesisFirehoseEvent = serde_json::from_value(serde_json::json!({"records": []})).unwrap();
+        let response = ingest_transform::handle(LambdaEvent::new(empty, Context::default())).await.unwrap();
+        assert!(response.records.is_empty());
+    });
 }
