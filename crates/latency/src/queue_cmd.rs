@@ -1183,6 +1183,36 @@ mod tests {
         }
     }
 
+    /// A work queue that drains by one message each time it is read.
+    struct Draining(std::sync::atomic::AtomicU64);
+
+    impl Depth for Draining {
+        fn depth(&self) -> BoxFuture<'_, Result<u64, String>> {
+            Box::pin(async move {
+                let left = self.0.load(Ordering::SeqCst);
+                self.0.store(left.saturating_sub(1), Ordering::SeqCst);
+                Ok(left)
+            })
+        }
+
+        fn describe(&self) -> String {
+            "the work queue".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_waits_for_messages_of_an_earlier_run_and_gives_up_at_the_timeout() {
+        // Polled every 200 ms: two messages take two polls, well inside the timeout.
+        let opts = Opts { timeout: Duration::from_millis(1500), ..opts() };
+        let draining = Draining(std::sync::atomic::AtomicU64::new(2));
+        wait_until_empty(Some(&draining), &opts).await.expect("empties within the timeout");
+        assert_eq!(draining.0.load(Ordering::SeqCst), 0);
+        let stuck = Draining(std::sync::atomic::AtomicU64::new(1_000));
+        let error = wait_until_empty(Some(&stuck), &opts).await.expect_err("never empties");
+        assert!(error.to_string().contains("of an earlier run are still in the work queue"), "{error}");
+        wait_until_empty(None, &opts).await.expect("nothing to wait for");
+    }
+
     #[tokio::test]
     async fn a_run_posts_everything_over_http_and_ends_when_done_reaches_accepted() {
         let fake = FakeQueue::new(None, StatusCode::ACCEPTED);
