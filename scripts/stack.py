@@ -290,7 +290,10 @@ class Stack:
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
-            return self.parameters[name]
+            value = self.parameters[name]
+            if (self.template.get("Parameters") or {})[name].get("Type") == "CommaDelimitedList":
+                return [v.strip() for v in value.split(",")] if value else []
+            return value
         if (self.template["Resources"].get(name) or {}).get("Type") == "AWS::SQS::Queue":
             return self.queue_url(name)  # as CloudFormation: Ref of a queue is its URL
         return self.physical_name(name)

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Offline checks of template.yaml's operations wiring, on what SAM turns it into.
+
+    python scripts/test_template.py          (unittest; re-execs into .venv)
+
+cfn-lint and `sam validate --lint` check that the template is valid; these check that it does
+what the README promises, on the CloudFormation SAM generates (the same aws-sam-translator that
+`sam deploy` and CloudFormation's transform use, run here offline):
+  - every function publishes a version behind the alias `live`, and every caller calls the
+    alias: HTTP API routes, the Function URL, the SQS event source, Firehose's processor (and
+    the role it invokes with), the warmer's rule;
+  - every function that serves traffic has a CodeDeploy deployment group with the
+    DeploymentType parameter and an alarm on that function's errors at `live`, with rollback;
+  - the warmer rule exists, is disabled unless Warmer=on, and sends {"instruction":"warmer"};
+  - Tracing follows its parameter; ReplicaRegions makes a global table with the right replicas,
+    and the function's HITS_STORE and policy follow the table actually used.
+A check that the generated template cannot fail is no check: each test also breaks a copy of the
+template and expects the check to notice.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+
+if __name__ == "__main__" and Path(sys.prefix).resolve() != VENV.resolve() and (VENV / "bin/python").exists():
+    os.execv(str(VENV / "bin/python"), [str(VENV / "bin/python"), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import stack  # noqa: E402  (after the re-exec into the venv)
+
+# Functions that serve traffic (and so deploy gradually); the others only publish `live`.
+SERVING = {
+    "HitsFunction": "HitsErrorsAlarm",
+    "IngestFunction": "IngestErrorsAlarm",
+    "IngestTransformFunction": "IngestTransformErrorsAlarm",
+    "CalcWorkerFunction": "CalcWorkerErrorsAlarm",
+}
+
+
+def transform(template_text: str, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The CloudFormation SAM makes of the template (local CodeUris become S3 URIs, as
+    `sam deploy` uploads them)."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-2")
+    from samtranslator.public.exceptions import InvalidDocumentException
+    from samtranslator.translator.transform import transform as sam_transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    class Policies:
+        def load(self) -> dict[str, str]:
+            names = ["service-role/AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess",
+                     "service-role/AWSLambdaSQSQueueExecutionRole"]
+            return {n.split("/")[-1]: f"arn:aws:iam::aws:policy/{n}" for n in names}
+
+    text = re.sub(r"CodeUri: target/lambda/(\S+)/", r"CodeUri: s3://artifacts/\1.zip", template_text)
+    try:
+        return sam_transform(yaml_parse(text), parameters or {}, Policies())
+    except InvalidDocumentException as e:
+        raise AssertionError("SAM refuses the template: " + "; ".join(str(c) for c in e.causes)) from None
+
+
+def problems(out: dict[str, Any]) -> list[str]:
+    """What is wrong with the generated template's operations wiring."""
+    found: list[str] = []
+    resources = out["Resources"]
+    functions = [k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"]
+    alias_of = {}
+    for name in functions:
+        alias = f"{name}Aliaslive"
+        if resources.get(alias, {}).get("Type") != "AWS::Lambda::Alias":
+            found.append(f"{name} has no alias live")
+        alias_of[name] = alias
+    def targets(node: Any) -> str:
+        return json.dumps(node)
+
+    for name, resource in resources.items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind == "AWS::Lambda::Url" and targets(props.get("TargetFunctionArn")) != json.dumps({"Ref": alias_of.get("HitsFunction")}):
+            found.append(f"{name} is not on the alias")
+        if kind == "AWS::Lambda::EventSourceMapping" and "Aliaslive" not in targets(props.get("FunctionName")):
+            found.append(f"{name} (event source) does not call the alias")
+        if kind == "AWS::Events::Rule":
+            for target in props.get("Targets", []):
+                if "Aliaslive" not in targets(target.get("Arn")):
+                    found.append(f"{name} targets {target.get('Arn')}, not an alias")
+        if kind == "AWS::Lambda::Permission" and "Url" not in name and "Aliaslive" not in targets(props.get("FunctionName")):
+            found.append(f"{name} allows calls of {props.get('FunctionName')}, not the alias")
+        if kind == "AWS::KinesisFirehose::DeliveryStream":
+            processing = props.get("ExtendedS3DestinationConfiguration", {}).get("ProcessingConfiguration", {})
+            for processor in processing.get("Processors", []):
+                for p in processor.get("Parameters", []):
+                    if p["ParameterName"] == "LambdaArn" and "Aliaslive" not in targets(p["ParameterValue"]):
+                        found.append(f"{name}'s processor invokes {p['ParameterValue']}, not the alias")
+    # HTTP API integrations (in the OpenAPI body SAM writes): every function ARN is the alias's.
+    for api in (v for v in resources.values() if v["Type"] == "AWS::ApiGatewayV2::Api"):
+        for path, methods in api["Properties"]["Body"]["paths"].items():
+            for method, operation in methods.items():
+                integration = operation.get("x-amazon-apigateway-integration", {})
+                uri = targets(integration.get("uri"))
+                if integration.get("type") == "aws_proxy" and "Aliaslive" not in uri:
+                    found.append(f"the HTTP API route {method.upper()} {path} integrates {uri}, not an alias")
+    role = resources.get("FirehoseDeliveryRole", {}).get("Properties", {})
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if any(a.startswith("lambda:") for a in statement["Action"]) and "Aliaslive" not in targets(statement["Resource"]):
+                found.append(f"FirehoseDeliveryRole may invoke {statement['Resource']}, not only the alias")
+    for function, alarm in SERVING.items():
+        group = resources.get(f"{function}DeploymentGroup")
+        if group is None:
+            found.append(f"{function} has no deployment group")
+            continue
+        props = group["Properties"]
+        if json.dumps({"Name": {"Ref": alarm}}) not in json.dumps(props.get("AlarmConfiguration", {}).get("Alarms", [])):
+            found.append(f"{function}'s deployment does not watch {alarm}")
+        if "DEPLOYMENT_STOP_ON_ALARM" not in props.get("AutoRollbackConfiguration", {}).get("Events", []):
+            found.append(f"{function}'s deployment does not roll back on its alarm")
+        metric = resources.get(alarm, {}).get("Properties", {})
+        dimensions = {d["Name"]: json.dumps(d["Value"]) for d in metric.get("Dimensions", [])}
+        if metric.get("MetricName") != "Errors" or dimensions.get("FunctionName") != json.dumps({"Ref": function}) \
+                or dimensions.get("Resource") != json.dumps({"Fn::Sub": f"${{{function}}}:live"}):
+            found.append(f"{alarm} does not watch {function}:live's errors")
+    return found
+
+
+TEMPLATE_TEXT = (ROOT / "template.yaml").read_text()
+
+
+class GeneratedTemplate(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.out = transform(TEMPLATE_TEXT)
+
+    def test_every_caller_calls_the_live_alias_and_every_serving_function_deploys_gradually(self) -> None:
+        self.assertEqual(problems(self.out), [])
+
+    def test_the_checks_notice_a_caller_of_latest_or_a_deployment_without_its_alarm(self) -> None:
+        broken = TEMPLATE_TEXT.replace("ParameterValue: !Ref IngestTransformFunction.Alias",
+                                       "ParameterValue: !GetAtt IngestTransformFunction.Arn", 1)
+        self.assertIn("EventsDeliveryStream's processor", " ".join(problems(transform(broken))))
+        broken = TEMPLATE_TEXT.replace("Alarms: [!Ref CalcWorkerErrorsAlarm]", "Alarms: [!Ref HitsErrorsAlarm]", 1)
+        self.assertIn("CalcWorkerFunction's deployment does not watch", " ".join(problems(transform(broken))))
+        broken = copy.deepcopy(self.out)
+        del broken["Resources"]["ProbeFunctionAliaslive"]
+        self.assertIn("ProbeFunction has no alias live", " ".join(problems(broken)))
+        broken = json.loads(json.dumps(self.out).replace("HitsFunctionAliaslive", "HitsFunction"))
+        found = " ".join(problems(broken))
+        self.assertIn("the HTTP API route GET /hits integrates", found)
+        self.assertIn("HitsFunctionUrl is not on the alias", found)
+        self.assertIn("HitsFunctionWarmer targets", found)
+
+    def test_deployments_follow_the_deployment_type_parameter(self) -> None:
+        for kind in ("Canary10Percent5Minutes", "AllAtOnce"):
+            out = transform(TEMPLATE_TEXT, {"DeploymentType": kind})
+            config = out["Resources"]["HitsFunctionDeploymentGroup"]["Properties"]["DeploymentConfigName"]
+            self.assertEqual(config, {"Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}", {"ConfigName": kind}]})
+
+    def test_the_warmer_is_off_by_default_and_sends_the_warmer_instruction(self) -> None:
+        rule = self.out["Resources"]["HitsFunctionWarmer"]["Properties"]
+        self.assertEqual(rule["ScheduleExpression"], "rate(5 minutes)")
+        self.assertEqual(json.loads(rule["Targets"][0]["Input"]), {"instruction": "warmer"})
+        local = stack.Stack(stack.load_template(), "t", {}, "eu-west-2")
+        self.assertEqual(local.value(rule["State"]), "DISABLED")
+        on = stack.Stack(stack.load_template(), "t", {"Warmer": "on"}, "eu-west-2")
+        self.assertEqual(on.value(rule["State"]), "ENABLED")
+
+    def test_tracing_follows_its_parameter_except_where_it_is_switched_off(self) -> None:
+        resources = self.out["Resources"]
+        for name in ("HitsFunction", "IngestFunction", "CalcWorkerFunction"):
+            self.assertEqual(resources[name]["Properties"]["TracingConfig"], {"Mode": {"Ref": "Tracing"}}, name)
+        for name in ("ProbeFunction", "IngestTransformFunction"):
+            self.assertNotIn("TracingConfig", resources[name]["Properties"], name)
+
+
+class ReplicaRegions(unittest.TestCase):
+    def stack(self, **parameters: str) -> stack.Stack:
+        return stack.Stack(stack.load_template(), "t", parameters, "eu-west-2")
+
+    def test_no_replica_regions_creates_a_plain_table(self) -> None:
+        s = self.stack()
+        self.assertTrue(s.exists("CounterTable"))
+        self.assertFalse(s.exists("CounterGlobalTable"))
+        self.assertEqual(s.environment("HitsFunction")["HITS_STORE"], "dynamodb:t-countertable")
+
+    def test_replica_regions_make_a_global_table_replicated_there(self) -> None:
+        template = stack.load_template()
+        for regions, expected in (("us-east-1", ["eu-west-2", "us-east-1"]),
+                                  ("us-east-1, ap-southeast-2", ["eu-west-2", "us-east-1", "ap-southeast-2"])):
+            s = stack.Stack(template, "t", {"ReplicaRegions": regions}, "eu-west-2")
+            self.assertFalse(s.exists("CounterTable"))
+            self.assertTrue(s.exists("CounterGlobalTable"))
+            replicas = s.value(template["Resources"]["CounterGlobalTable"]["Properties"]["Replicas"])
+            self.assertEqual([r["Region"] for r in replicas], expected)
+            spec = template["Resources"]["CounterGlobalTable"]["Properties"]["StreamSpecification"]
+            self.assertEqual(spec["StreamViewType"], "NEW_AND_OLD_IMAGES")
+
+    def test_a_replica_region_uses_the_existing_table_and_may_only_touch_it(self) -> None:
+        template = stack.load_template()
+        s = stack.Stack(template, "t", {"ExistingCounterTable": "hits-CounterGlobalTable-1"}, "us-east-1")
+        self.assertFalse(s.exists("CounterTable") or s.exists("CounterGlobalTable"))
+        self.assertEqual(s.environment("HitsFunction")["HITS_STORE"], "dynamodb:hits-CounterGlobalTable-1")
+        policy = s.value(template["Resources"]["HitsFunction"]["Properties"]["Policies"])
+        resources = [st["Resource"] for st in policy[0]["Statement"]]
+        self.assertEqual(resources,
+                         ["arn:aws:dynamodb:us-east-1:123456789012:table/hits-CounterGlobalTable-1"])
+
+    def test_the_generated_template_passes_sam_with_replicas(self) -> None:
+        out = transform(TEMPLATE_TEXT, {"ReplicaRegions": "us-east-1"})
+        self.assertEqual(problems(out), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
