@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The local stack, read from template.yaml: the one source of truth for names and env vars.
 
-Creates on an emulator (moto) every AWS::DynamoDB::Table, AWS::S3::Bucket and AWS::SQS::Queue
-that the template would create under the given parameter values, named `<prefix>-<logical id,
+Creates on an emulator (moto) every AWS::DynamoDB::Table (a GlobalTable as one table),
+AWS::S3::Bucket and AWS::SQS::Queue that the template would create under the given parameter values, named `<prefix>-<logical id,
 lowercased>`: tables with the template's key schema, billing mode and TTL; queues with their
 VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy (dead-letter queues first) and the like.
 Then it evaluates a function's Environment.Variables (Globals merged in) against those names and
@@ -54,7 +54,9 @@ import yaml  # noqa: E402  (after the re-exec into the venv)
 TEMPLATE = ROOT / "template.yaml"
 DEFAULT_REGION = "eu-west-2"
 ACCOUNT_ID = "123456789012"  # moto's default account
-LOCAL_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue")
+# A global table is one table locally (its replicas are other regions' business).
+TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
+LOCAL_TYPES = (*TABLE_TYPES, "AWS::S3::Bucket", "AWS::SQS::Queue")
 
 
 class StackError(Exception):
@@ -262,7 +264,7 @@ class Stack:
     def attribute(self, logical_id: str, attribute: str) -> str:
         name = self.physical_name(logical_id)
         kind = self.template["Resources"][logical_id]["Type"]
-        if attribute == "Arn" and kind == "AWS::DynamoDB::Table":
+        if attribute == "Arn" and kind in TABLE_TYPES:
             return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
         if attribute == "Arn" and kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{name}"
@@ -537,7 +539,7 @@ def create(stack: Stack, endpoint: str) -> list[str]:
     done = []
     for logical_id, resource in stack.local_resources():
         properties = stack.value(resource.get("Properties") or {})
-        if resource["Type"] == "AWS::DynamoDB::Table":
+        if resource["Type"] in TABLE_TYPES:
             done.append(_create_table(dynamodb, stack, logical_id, properties))
         elif resource["Type"] == "AWS::SQS::Queue":
             done.append(_create_queue(sqs, stack, logical_id, properties))

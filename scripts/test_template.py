@@ -192,8 +192,9 @@ class ReplicaRegions(unittest.TestCase):
 
     def test_replica_regions_make_a_global_table_replicated_there(self) -> None:
         template = stack.load_template()
-        for regions, expected in (("us-east-1", ["eu-west-2", "us-east-1"]),
-                                  ("us-east-1, ap-southeast-2", ["eu-west-2", "us-east-1", "ap-southeast-2"])):
+        for regions, expected, shard in (("us-east-1", ["eu-west-2", "us-east-1"], "#0/2"),
+                                         ("us-east-1, ap-southeast-2", ["eu-west-2", "us-east-1", "ap-southeast-2"],
+                                          "#0/3")):
             s = stack.Stack(template, "t", {"ReplicaRegions": regions}, "eu-west-2")
             self.assertFalse(s.exists("CounterTable"))
             self.assertTrue(s.exists("CounterGlobalTable"))
@@ -201,12 +202,15 @@ class ReplicaRegions(unittest.TestCase):
             self.assertEqual([r["Region"] for r in replicas], expected)
             spec = template["Resources"]["CounterGlobalTable"]["Properties"]["StreamSpecification"]
             self.assertEqual(spec["StreamViewType"], "NEW_AND_OLD_IMAGES")
+            # Each region adds to its own item: last-writer-wins cannot lose an increment.
+            self.assertEqual(s.environment("HitsFunction")["HITS_STORE"], f"dynamodb:t-counterglobaltable{shard}")
 
     def test_a_replica_region_uses_the_existing_table_and_may_only_touch_it(self) -> None:
         template = stack.load_template()
-        s = stack.Stack(template, "t", {"ExistingCounterTable": "hits-CounterGlobalTable-1"}, "us-east-1")
+        s = stack.Stack(template, "t", {"ExistingCounterTable": "hits-CounterGlobalTable-1", "CounterShard": "1/2"},
+                        "us-east-1")
         self.assertFalse(s.exists("CounterTable") or s.exists("CounterGlobalTable"))
-        self.assertEqual(s.environment("HitsFunction")["HITS_STORE"], "dynamodb:hits-CounterGlobalTable-1")
+        self.assertEqual(s.environment("HitsFunction")["HITS_STORE"], "dynamodb:hits-CounterGlobalTable-1#1/2")
         policy = s.value(template["Resources"]["HitsFunction"]["Properties"]["Policies"])
         resources = [st["Resource"] for st in policy[0]["Statement"]]
         self.assertEqual(resources,

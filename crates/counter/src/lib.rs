@@ -5,6 +5,7 @@
 //! | `memory` | [`memory`] | atomic, in-process, lost on restart |
 //! | `file:<path>` | [`file`] | durable before acknowledged, atomic replace, locked across processes, group commit |
 //! | `dynamodb:<table>` | [`dynamodb`] | one atomic `UpdateItem ADD` per increment |
+//! | `dynamodb:<table>#<i>/<n>` | [`dynamodb`] | the same on item `i`; the count is the sum of `n` items (one writer region each) |
 //! | `s3:<bucket>/<key>` | [`s3`] | compare-and-swap with conditional writes, jittered retry |
 //!
 //! Nothing here knows about Lambda or HTTP; the SDK is only touched inside the DynamoDB and S3
@@ -22,7 +23,7 @@ pub mod memory;
 pub mod s3;
 mod spec;
 
-pub use spec::{ConfigError, StoreSpec};
+pub use spec::{ConfigError, Shard, StoreSpec};
 
 /// A boxed future, so that stores can be chosen at run time behind `Arc<dyn Counter>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -117,9 +118,13 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
             file::FileCounter::open(path).map_err(|source| OpenError::Store { store: "file", source })?,
         ),
         #[cfg(feature = "dynamodb")]
-        StoreSpec::DynamoDb { table } => {
+        StoreSpec::DynamoDb { table, shard } => {
             let config = aws_setup::load().await;
-            Arc::new(dynamodb::DynamoDbCounter::new(&config, table.clone()))
+            let counter = dynamodb::DynamoDbCounter::new(&config, table.clone());
+            Arc::new(match shard {
+                Some(shard) => counter.sharded(*shard),
+                None => counter,
+            })
         }
         #[cfg(not(feature = "dynamodb"))]
         StoreSpec::DynamoDb { .. } => return Err(OpenError::NotBuilt("dynamodb")),

@@ -2,14 +2,26 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The accepted forms of `HITS_STORE`, quoted in every error message.
-pub const ACCEPTED_FORMS: &str = "memory | file:<path> | dynamodb:<table> | s3:<bucket>/<key>";
+pub const ACCEPTED_FORMS: &str =
+    "memory | file:<path> | dynamodb:<table>[#<shard>/<shards>] | s3:<bucket>/<key>";
+
+/// The most writers a sharded DynamoDB count may have (one per region of a global table).
+pub const MAX_SHARDS: u32 = 10;
+
+/// One writer's item of a count kept in several items, `#<index>/<of>`: this writer adds to
+/// item `id = index`, and the count is the sum of items `0..of` (see [`crate::dynamodb`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub of: u32,
+}
 
 /// Which store to use, parsed from `HITS_STORE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     Memory,
     File(PathBuf),
-    DynamoDb { table: String },
+    DynamoDb { table: String, shard: Option<Shard> },
     S3 { bucket: String, key: String },
 }
 
@@ -49,10 +61,22 @@ impl FromStr for StoreSpec {
             "file" if rest.is_empty() => Err(err("file: needs a path")),
             "file" => Ok(StoreSpec::File(PathBuf::from(rest))),
             "dynamodb" => {
-                let valid = (3..=255).contains(&rest.len())
-                    && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                let (table, shard) = match rest.split_once('#') {
+                    None => (rest, None),
+                    Some((table, shard)) => {
+                        let parsed = shard
+                            .split_once('/')
+                            .and_then(|(i, n)| Some(Shard { index: i.parse().ok()?, of: n.parse().ok()? }));
+                        match parsed {
+                            Some(s) if s.of >= 1 && s.of <= MAX_SHARDS && s.index < s.of => (table, Some(s)),
+                            _ => return Err(err("a shard is #<index>/<shards>, 0 <= index < shards <= 10")),
+                        }
+                    }
+                };
+                let valid = (3..=255).contains(&table.len())
+                    && table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
                 if valid {
-                    Ok(StoreSpec::DynamoDb { table: rest.to_owned() })
+                    Ok(StoreSpec::DynamoDb { table: table.to_owned(), shard })
                 } else {
                     Err(err("a DynamoDB table name is 3-255 characters of [A-Za-z0-9_.-]"))
                 }
@@ -78,7 +102,14 @@ mod tests {
         assert_eq!("file:/mnt/efs/count".parse(), Ok(StoreSpec::File("/mnt/efs/count".into())));
         assert_eq!(
             "dynamodb:hits-Counter-1".parse(),
-            Ok(StoreSpec::DynamoDb { table: "hits-Counter-1".into() })
+            Ok(StoreSpec::DynamoDb { table: "hits-Counter-1".into(), shard: None })
+        );
+        assert_eq!(
+            "dynamodb:hits-Counter-1#2/3".parse(),
+            Ok(StoreSpec::DynamoDb {
+                table: "hits-Counter-1".into(),
+                shard: Some(Shard { index: 2, of: 3 })
+            })
         );
         assert_eq!(
             "s3:my-bucket/counts/hits".parse(),
@@ -88,9 +119,21 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected_with_the_accepted_forms() {
-        for bad in
-            ["redis:x", "file:", "dynamodb:a", "dynamodb:has space", "s3:bucket", "s3:/key", "s3:b/", "mem"]
-        {
+        for bad in [
+            "redis:x",
+            "file:",
+            "dynamodb:a",
+            "dynamodb:has space",
+            "dynamodb:t-1#3/3",
+            "dynamodb:t-1#0/11",
+            "dynamodb:t-1#1",
+            "dynamodb:t-1#a/b",
+            "dynamodb:#0/2",
+            "s3:bucket",
+            "s3:/key",
+            "s3:b/",
+            "mem",
+        ] {
             let e = bad.parse::<StoreSpec>().unwrap_err();
             let msg = e.to_string();
             assert!(msg.contains(ACCEPTED_FORMS), "{msg}");
