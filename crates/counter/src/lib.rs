@@ -23,7 +23,7 @@ pub mod memory;
 pub mod s3;
 mod spec;
 
-pub use spec::{ConfigError, Shard, StoreSpec};
+pub use spec::{ACCEPTED_FORMS, ConfigError, Shard, StoreSpec};
 
 /// A boxed future, so that stores can be chosen at run time behind `Arc<dyn Counter>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,14 +1,17 @@
 //! The `hits-server` and `hits` binaries as processes: the file store shared by two servers,
-//! `kill -9` under load, SIGTERM, and a bad `HITS_STORE`.
+//! `kill -9` under load, SIGTERM (under load on keep-alive connections, every outcome read byte
+//! by byte; with requests held up in the store; with the store stuck past the deadline), and a
+//! bad `HITS_STORE`.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Server, client, hit};
+use raw::{Conn, Outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_file_never_lose_increments() {
@@ -132,7 +135,7 @@ fn a_bad_hits_store_fails_fast_with_the_accepted_forms() {
             let (status, output) = run_with_store(binary, bad);
             assert!(!status.success(), "{binary} accepted HITS_STORE={bad}");
             assert!(
-                output.contains("memory | file:<path> | dynamodb:<table> | s3:<bucket>/<key>"),
+                output.contains(counter::ACCEPTED_FORMS),
                 "{binary} with HITS_STORE={bad} said: {output}"
             );
             assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
@@ -150,4 +153,489 @@ fn a_corrupt_count_file_stops_the_server_at_startup() {
     assert!(!status.success());
     assert!(output.contains("not a number"), "{output}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a number", "left alone");
+}
+
+// --- SIGTERM under load, byte by byte. ------------------------------------------------------------
+
+/// One HTTP/1.1 connection spoken by hand, so that every way a call can end is told apart: a
+/// whole response, a connection that ended before a single byte of one, or anything in between
+/// (which is what a graceful shutdown must never produce). An HTTP client library would fold
+/// "closed before the status line" and "closed inside the headers" into one error.
+mod raw {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Response {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        }
+
+        /// `Connection: close`: the server ends the connection after this response.
+        pub fn closes(&self) -> bool {
+            self.header("connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        }
+
+        /// A 200 whose whole body is a count.
+        pub fn count(&self) -> Option<u64> {
+            (self.status == 200).then(|| std::str::from_utf8(&self.body).ok()?.parse().ok()).flatten()
+        }
+    }
+
+    #[derive(Debug)]
+    pub enum Outcome {
+        /// A whole response: status line, headers, and exactly `Content-Length` bytes of body.
+        Answered(Response),
+        /// `connect` refused: nothing listens any more.
+        Refused,
+        /// The connection ended (FIN, RST, broken pipe) before one byte of a response arrived.
+        Closed(String),
+        /// Anything else: part of a response, no answer in time, a malformed one.
+        Broken(String),
+    }
+
+    pub struct Conn {
+        stream: TcpStream,
+    }
+
+    /// How a connection that ends shows up in `read` / `write`.
+    fn ended(e: &std::io::Error) -> bool {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        )
+    }
+
+    impl Conn {
+        /// Connects; `answer_within` bounds every later wait for a response.
+        pub fn open(addr: SocketAddr, answer_within: Duration) -> Result<Conn, Outcome> {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(answer_within)).unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    Ok(Conn { stream })
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Err(Outcome::Refused),
+                Err(e) => Err(Outcome::Broken(format!("connect: {e}"))),
+            }
+        }
+
+        /// `GET path` on this connection; the flag says whether it may carry another request.
+        pub fn get(&mut self, path: &str) -> (Outcome, bool) {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: hits\r\nUser-Agent: raw-test-client\r\n\r\n");
+            if let Err(e) = self.stream.write_all(request.as_bytes()) {
+                let outcome = if ended(&e) {
+                    Outcome::Closed(format!("write: {e}"))
+                } else {
+                    Outcome::Broken(format!("write: {e}"))
+                };
+                return (outcome, false);
+            }
+            let mut buf = Vec::new();
+            let head_len = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                if buf.len() > 16 * 1024 {
+                    return (Outcome::Broken("a response head over 16 KiB".into()), false);
+                }
+                match self.read_more(&mut buf) {
+                    Ok(0) if buf.is_empty() => return (Outcome::Closed("EOF".into()), false),
+                    Ok(0) => {
+                        return (
+                            Outcome::Broken(format!(
+                                "EOF inside the head: {:?}",
+                                String::from_utf8_lossy(&buf)
+                            )),
+                            false,
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) if buf.is_empty() && ended(&e) => {
+                        return (Outcome::Closed(format!("read: {e}")), false);
+                    }
+                    Err(e) => {
+                        return (
+                            Outcome::Broken(format!("read after {} bytes of the head: {e}", buf.len())),
+                            false,
+                        );
+                    }
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_len - 4]).into_owned();
+            let mut lines = head.split("\r\n");
+            let status_line = lines.next().unwrap_or_default();
+            let status = match status_line.split(' ').collect::<Vec<_>>()[..] {
+                ["HTTP/1.1", code, ..] => code.parse().ok(),
+                _ => None,
+            };
+            let Some(status) = status else {
+                return (Outcome::Broken(format!("status line {status_line:?}")), false);
+            };
+            let mut headers = Vec::new();
+            for line in lines {
+                let Some((name, value)) = line.split_once(':') else {
+                    return (Outcome::Broken(format!("header line {line:?}")), false);
+                };
+                headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            }
+            let mut response = Response { status, headers, body: buf.split_off(head_len) };
+            if response.header("transfer-encoding").is_some() {
+                return (
+                    Outcome::Broken(format!("a chunked response (this client reads Content-Length): {head}")),
+                    false,
+                );
+            }
+            let Some(length) = response.header("content-length").and_then(|v| v.parse::<usize>().ok()) else {
+                return (Outcome::Broken(format!("no Content-Length: {head}")), false);
+            };
+            while response.body.len() < length {
+                match self.read_more(&mut response.body) {
+                    Ok(0) => {
+                        let got = response.body.len();
+                        return (
+                            Outcome::Broken(format!("EOF after {got} of {length} body bytes: {head}")),
+                            false,
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let got = response.body.len();
+                        return (
+                            Outcome::Broken(format!("{e} after {got} of {length} body bytes: {head}")),
+                            false,
+                        );
+                    }
+                }
+            }
+            if response.body.len() > length {
+                return (Outcome::Broken(format!("bytes after the body: {:?}", response.body)), false);
+            }
+            let keep = !response.closes();
+            (Outcome::Answered(response), keep)
+        }
+
+        /// Whether the server ends this (idle) connection within `limit`: EOF or a reset, with no
+        /// byte sent.
+        pub fn ended_by_server(&mut self, limit: Duration) -> bool {
+            self.stream.set_read_timeout(Some(limit)).unwrap();
+            let mut byte = [0u8; 1];
+            match self.stream.read(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => ended(&e),
+            }
+        }
+
+        fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+    }
+}
+
+/// `http://127.0.0.1:PORT` → the socket address.
+fn socket_addr(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Waits for the server to exit, polling every millisecond: the exit status and when it was seen.
+fn exit_within(server: &mut Server, limit: Duration) -> Option<(std::process::ExitStatus, Instant)> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return Some((status, Instant::now()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// One call of a load client: when it was sent and answered, whether on a connection that had
+/// already carried a request (keep-alive), and how it ended.
+struct Call {
+    sent: Instant,
+    done: Instant,
+    reused: bool,
+    outcome: Outcome,
+}
+
+/// `GET /hits` in a loop on one keep-alive connection at a time, reconnecting whenever the server
+/// ends one, until `stop`.
+fn load_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) -> Vec<Call> {
+    let mut calls = Vec::new();
+    let mut conn: Option<Conn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        let reused = conn.is_some();
+        let (outcome, keep) = match &mut conn {
+            Some(c) => c.get("/hits"),
+            None => match Conn::open(addr, Duration::from_secs(30)) {
+                Ok(c) => conn.insert(c).get("/hits"),
+                Err(refused) => (refused, false),
+            },
+        };
+        if !keep {
+            conn = None;
+        }
+        match &outcome {
+            Outcome::Answered(r) if r.status == 200 => {
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            // Nothing listens any more: do not spin on connect.
+            Outcome::Refused => std::thread::sleep(Duration::from_millis(2)),
+            _ => {}
+        }
+        calls.push(Call { sent, done: Instant::now(), reused, outcome });
+    }
+    calls
+}
+
+#[test]
+fn sigterm_under_load_completes_in_flight_requests_and_refuses_the_rest_cleanly() {
+    const CLIENTS: usize = 64;
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count");
+    let store = format!("file:{}", path.display());
+    let mut server = Server::spawn_with_args(
+        &["--addr", "127.0.0.1:0", "--shutdown-timeout", &SHUTDOWN_TIMEOUT.as_secs().to_string()],
+        &[("HITS_STORE", &store)],
+    );
+    let addr = socket_addr(&server.url);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            std::thread::spawn(move || load_client(addr, stop, answered))
+        })
+        .collect();
+
+    // Mid-load: every client has a kept-alive connection and a request in flight or about to be.
+    let load_started = Instant::now();
+    while answered.load(Ordering::Relaxed) < 2000 {
+        assert!(load_started.elapsed() < Duration::from_secs(60), "the load never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before_signal = answered.load(Ordering::Relaxed);
+    let rate = before_signal as f64 / load_started.elapsed().as_secs_f64();
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let signal_sent = Instant::now();
+    let exit = exit_within(&mut server, SHUTDOWN_TIMEOUT + Duration::from_secs(5));
+    // The clients go on after the exit too: those calls must find nothing listening.
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let calls: Vec<Call> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+
+    let (status, exited) = exit.expect("hits-server did not exit after SIGTERM");
+    let to_exit = exited - signalled;
+    let mut counts = Vec::new();
+    let mut broken = Vec::new();
+    let (mut unavailable, mut refused, mut closed_fresh, mut closed_reused) = (0, 0, 0, 0);
+    let mut closed_how = std::collections::BTreeMap::<&str, usize>::new();
+    let (mut ok_across, mut ok_after, mut after_signal) = (0, 0, 0);
+    for call in &calls {
+        let after = call.sent >= signal_sent;
+        after_signal += usize::from(after);
+        match &call.outcome {
+            Outcome::Answered(r) => match (r.status, r.count()) {
+                (200, Some(n)) => {
+                    counts.push(n);
+                    ok_across += usize::from(call.sent < signalled && call.done > signal_sent);
+                    ok_after += usize::from(after);
+                }
+                (503, _) if !r.body.is_empty() => unavailable += 1,
+                _ => broken.push(format!(
+                    "{} {:?}: {:?}",
+                    r.status,
+                    r.headers,
+                    String::from_utf8_lossy(&r.body)
+                )),
+            },
+            Outcome::Refused => refused += 1,
+            Outcome::Closed(how) => {
+                *closed_how.entry(how.as_str()).or_insert(0) += 1;
+                if call.reused {
+                    closed_reused += 1;
+                } else {
+                    closed_fresh += 1;
+                }
+            }
+            Outcome::Broken(why) => broken.push(why.clone()),
+        }
+    }
+    let n = counts.len() as u64;
+    eprintln!(
+        "{CLIENTS} keep-alive clients at {rate:.0} req/s; SIGTERM after {before_signal} answers; \
+         SIGTERM → exit {:.1} ms (deadline {SHUTDOWN_TIMEOUT:?}), {status}",
+        to_exit.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "{} calls: {n} × 200 ({ok_across} sent before SIGTERM and answered after it, {ok_after} sent \
+         after it), {unavailable} × 503, {closed_reused} closed before any byte on a kept-alive connection, {closed_fresh} on a new one \
+         ({closed_how:?}), {refused} refused; {after_signal} sent after SIGTERM; {} partial",
+        calls.len(),
+        broken.len()
+    );
+    assert!(
+        broken.is_empty(),
+        "{} partial or malformed responses, e.g. {:?}",
+        broken.len(),
+        &broken[..broken.len().min(5)]
+    );
+    assert!(status.success(), "exit status {status}");
+    assert!(to_exit < SHUTDOWN_TIMEOUT, "took {to_exit:?} to exit, past the {SHUTDOWN_TIMEOUT:?} deadline");
+    counts.sort_unstable();
+    assert!(counts.windows(2).all(|w| w[0] != w[1]), "a count was handed out twice");
+    assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "the answered counts are exactly 1..={n}");
+    let on_disk: u64 = std::fs::read_to_string(&path).unwrap().trim().parse().unwrap();
+    assert_eq!(
+        on_disk, n,
+        "on disk {on_disk}, answered {n}: every count on disk was acknowledged, and only those"
+    );
+    assert!(refused > 0 && after_signal > 0, "the clients went on after SIGTERM");
+}
+
+/// Holds the file store's lock (`<path>.lock`, `flock(2)`) as a second task on the same EFS
+/// volume would mid-commit: the server's next commit waits for it, so every `GET /hits` sent
+/// meanwhile stays in flight, for as long as the test likes.
+fn hold_store_lock(path: &std::path::Path) -> std::fs::File {
+    let lock = std::fs::File::options().read(true).write(true).open(path.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
+/// `requests` clients, each sending one `GET /hits` on a connection of its own.
+fn one_call_each(
+    addr: std::net::SocketAddr,
+    requests: usize,
+) -> Vec<std::thread::JoinHandle<(Outcome, Instant)>> {
+    (0..requests)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let outcome = match Conn::open(addr, Duration::from_secs(30)) {
+                    Ok(mut c) => c.get("/hits").0,
+                    Err(refused) => refused,
+                };
+                (outcome, Instant::now())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_waits_for_requests_held_up_in_the_store_and_answers_every_one() {
+    const IN_FLIGHT: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count");
+    let store = format!("file:{}", path.display());
+    let mut server = Server::spawn_with_args(
+        &["--addr", "127.0.0.1:0", "--shutdown-timeout", "10"],
+        &[("HITS_STORE", &store)],
+    );
+    let addr = socket_addr(&server.url);
+    // A kept-alive connection that has carried one call and sits idle at SIGTERM.
+    let mut idle = Conn::open(addr, Duration::from_secs(5)).unwrap();
+    let (first, keep) = idle.get("/hits");
+    assert!(matches!(&first, Outcome::Answered(r) if r.count() == Some(1) && keep), "{first:?}");
+
+    let lock = hold_store_lock(&path);
+    let calls = one_call_each(addr, IN_FLIGHT);
+    std::thread::sleep(Duration::from_millis(300)); // read, routed, queued behind the lock
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with {IN_FLIGHT} requests in flight");
+    assert!(
+        idle.ended_by_server(Duration::from_secs(2)),
+        "the idle keep-alive connection is closed at SIGTERM"
+    );
+    let (late, _) = idle.get("/hits");
+    assert!(matches!(late, Outcome::Closed(_)), "a request on it finds it closed, before any byte: {late:?}");
+    assert!(
+        matches!(Conn::open(addr, Duration::from_secs(2)), Err(Outcome::Refused)),
+        "a new connection after SIGTERM is refused"
+    );
+
+    let released = Instant::now();
+    drop(lock);
+    let mut counts = Vec::new();
+    for call in calls {
+        match call.join().unwrap() {
+            (Outcome::Answered(r), _) if r.count().is_some() => {
+                assert!(r.closes(), "an answer during the drain says Connection: close: {:?}", r.headers);
+                counts.push(r.count().unwrap());
+            }
+            (other, _) => panic!("an in-flight request was not answered: {other:?}"),
+        }
+    }
+    let (status, exited) = exit_within(&mut server, Duration::from_secs(15)).expect("exits");
+    eprintln!(
+        "{IN_FLIGHT} requests held in the store across SIGTERM, all answered; lock released → exit {:.1} ms",
+        (exited - released).as_secs_f64() * 1e3
+    );
+    assert!(status.success(), "exit status {status}");
+    counts.sort_unstable();
+    assert_eq!(counts, (2..=IN_FLIGHT as u64 + 1).collect::<Vec<_>>());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", IN_FLIGHT + 1));
+}
+
+#[test]
+fn a_store_stuck_past_the_shutdown_deadline_does_not_keep_the_process_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count");
+    let store = format!("file:{}", path.display());
+    let deadline = Duration::from_secs(1);
+    let mut server = Server::spawn_with_args(
+        &["--addr", "127.0.0.1:0", "--shutdown-timeout", "1"],
+        &[("HITS_STORE", &store)],
+    );
+    let addr = socket_addr(&server.url);
+    assert_eq!(hit_blocking(addr), Some(1));
+
+    let lock = hold_store_lock(&path);
+    let calls = one_call_each(addr, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let exit = exit_within(&mut server, deadline + Duration::from_secs(10));
+    drop(lock);
+    let (status, exited) = exit.expect("still running 10 s past the deadline: the stuck store held it");
+    let took = exited - signalled;
+    eprintln!(
+        "store stuck: SIGTERM → exit {:.0} ms (deadline {deadline:?}), {status}",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(took >= deadline && took < deadline + Duration::from_secs(2), "exited after {took:?}");
+    assert_eq!(status.code(), Some(1), "a shutdown that cut requests off is not a clean exit");
+    for call in calls {
+        let (outcome, _) = call.join().unwrap();
+        assert!(
+            matches!(outcome, Outcome::Closed(_)),
+            "cut off at the deadline before any byte: {outcome:?}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n", "nothing committed for calls never answered");
+}
+
+/// One `GET /hits` on a new connection → the count, if the answer was a 200 with one.
+fn hit_blocking(addr: std::net::SocketAddr) -> Option<u64> {
+    match Conn::open(addr, Duration::from_secs(10)).ok()?.get("/hits").0 {
+        Outcome::Answered(r) => r.count(),
+        _ => None,
+    }
 }

@@ -14,9 +14,14 @@ pub struct Server {
 impl Server {
     /// Starts `hits-server --addr 127.0.0.1:0` with `env` and waits for its `listening on` line.
     pub fn spawn(env: &[(&str, &str)]) -> Server {
+        Server::spawn_with_args(&["--addr", "127.0.0.1:0", "--shutdown-timeout", "10"], env)
+    }
+
+    /// Starts `hits-server` with `args` (which must listen on a port it prints) and `env`.
+    pub fn spawn_with_args(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hits-server"));
         command
-            .args(["--addr", "127.0.0.1:0", "--shutdown-timeout", "10"])
+            .args(args)
             .env_remove("HITS_STORE")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
