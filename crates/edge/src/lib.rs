@@ -1,7 +1,13 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
-//! shutdown signal for the servers.
+//! shutdown signal for the servers, and their logs: Lambda's ([`logs`], with the X-Ray layer of
+//! [`xray`]) and the servers' ([`init_server_tracing`]).
 
 use lambda_http::RequestExt;
+
+pub mod logs;
+pub mod xray;
+
+pub use logs::init_lambda_tracing;
 
 /// Strips an API Gateway stage prefix (`/prod/hits` → `/hits`), so routes match whatever the
 /// stage is called. `lambda_http` puts the stage in front of REST and named-stage HTTP API
@@ -65,4 +71,18 @@ pub fn init_server_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    /// Tests that install a subscriber take turns (all of this crate's, [`crate::logs`]' and
+    /// [`crate::xray`]'s): tracing caches, per call site, whether any subscriber wants it, and a
+    /// call site first met while another test's subscriber is the only one could be missed.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }

@@ -1,7 +1,21 @@
 //! The Lambda host: the router behind API Gateway (REST v1, HTTP v2), Function URLs, and the
 //! scheduled warmer.
+//!
+//! Operations (seed 004): logs as Lambda asks for them, with the request id
+//! ([`edge::logs`]); store calls as X-Ray subsegments ([`crate::store_span`], [`edge::xray`]);
+//! one EMF metrics line on stdout per `GET /hits` and per warmer run ([`crate::metrics`],
+//! [`Metrics`]).
+//!
+//! The store call's own AWS request needs nothing here to join the trace: lambda_runtime 1.5
+//! sets `_X_AMZN_TRACE_ID` per invocation when it runs them one at a time (`run`, as here),
+//! and the SDK's recursion-detection interceptor (aws-runtime 1.10, every client) copies it
+//! into the `X-Amzn-Trace-Id` header of each request when `AWS_LAMBDA_FUNCTION_NAME` is set.
 
 use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use counter::SharedCounter;
 use lambda_http::Adapter;
@@ -9,6 +23,10 @@ use lambda_http::request::LambdaRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceBuilder};
+use tracing::Instrument;
+use tracing::field::display;
+
+use crate::metrics::{self, StoreCall};
 
 /// What the function accepts: an HTTP event from any front door, or the warmer.
 #[derive(Debug)]
@@ -59,25 +77,122 @@ pub struct UnknownInstruction(String);
 
 pub use edge::strip_stage;
 
-/// The whole function as a plain async fn of the event, so tests can drive it without a runtime.
+/// Where the EMF metrics lines go: stdout on Lambda, where CloudWatch Logs extracts the
+/// metrics; a function of the line in tests; or nowhere.
+#[derive(Clone, Default)]
+pub struct Metrics(Option<Sink>);
+
+/// What takes each line.
+type Sink = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl Metrics {
+    /// No lines.
+    pub fn off() -> Metrics {
+        Metrics(None)
+    }
+
+    /// Each line to stdout in one `write_all` of the complete line, under stdout's lock, so it
+    /// never interleaves with a log line. A failed write is dropped: metrics never fail a request.
+    pub fn stdout() -> Metrics {
+        Metrics::to(|line| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        })
+    }
+
+    /// Each line (with its `\n`) to `sink`.
+    pub fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Metrics {
+        Metrics(Some(Arc::new(sink)))
+    }
+
+    /// [`Metrics::stdout`], or [`Metrics::off`] with `HITS_METRICS=0` (or `false`).
+    pub fn from_env() -> Metrics {
+        match std::env::var("HITS_METRICS").as_deref() {
+            Ok("0" | "false") => Metrics::off(),
+            _ => Metrics::stdout(),
+        }
+    }
+
+    /// Writes the line `line` makes, if lines go anywhere.
+    fn emit(&self, line: impl FnOnce(u64) -> String) {
+        if let Some(sink) = &self.0 {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            sink(&line(now.as_millis() as u64));
+        }
+    }
+}
+
+/// The whole function as a plain async fn of the event, so tests can drive it without a
+/// runtime; no metrics lines ([`handler_with`] chooses).
 pub fn handler(
     counter: SharedCounter,
 ) -> impl Service<LambdaEvent<Event>, Response = Reply, Error = lambda_runtime::Error, Future: Send> + Clone {
-    let http = ServiceBuilder::new().map_request(strip_stage).service(crate::router(counter.clone()));
+    handler_with(counter, Metrics::off())
+}
+
+/// [`handler`] writing an EMF line per `GET /hits` and per warmer run to `metrics`. Its first
+/// invocation is the cold start (`ColdStart` 1), whatever that invocation is.
+pub fn handler_with(
+    counter: SharedCounter,
+    metrics: Metrics,
+) -> impl Service<LambdaEvent<Event>, Response = Reply, Error = lambda_runtime::Error, Future: Send> + Clone {
+    let router = crate::router(counter.clone());
+    let first = Arc::new(AtomicBool::new(true));
     service_fn(move |event: LambdaEvent<Event>| {
+        let cold_start = first.swap(false, Ordering::Relaxed);
         let counter = counter.clone();
-        let http = http.clone();
+        let router = router.clone();
+        let metrics = metrics.clone();
         async move {
+            let request_id = event.context.request_id.clone();
             match event.payload {
                 Event::Warmer { instruction } if instruction == "warmer" => {
                     // Keep the store connection warm; never touch the count.
-                    if let Err(e) = counter.warm().await {
-                        tracing::warn!(error = %e, "warmer could not reach the store");
+                    let span = crate::store_span(counter.kind(), "warm");
+                    let started = Instant::now();
+                    let warmed = counter.warm().instrument(span.clone()).await;
+                    // Not `warm_ms`: `latency cold-start` reads that one from the init line.
+                    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+                    match &warmed {
+                        Ok(()) => {
+                            tracing::info!(
+                                store = counter.kind(),
+                                elapsed_ms,
+                                "warmer: store connection warm"
+                            )
+                        }
+                        Err(e) => {
+                            span.record("error", display(e));
+                            tracing::warn!(error = %e, "warmer could not reach the store");
+                        }
                     }
+                    drop(span);
+                    metrics.emit(|timestamp_ms| {
+                        let at = metrics::Invocation { request_id: &request_id, cold_start, timestamp_ms };
+                        metrics::warmer_line(counter.kind(), warmed.is_ok(), &at)
+                    });
                     Ok(Reply::Warmer { warmed: true, store: counter.kind() })
                 }
                 Event::Warmer { instruction } => Err(UnknownInstruction(instruction).into()),
                 Event::Http(request) => {
+                    // `GET /hits` responses carry what the store call did; the line is written
+                    // as the router answers.
+                    let http = ServiceBuilder::new()
+                        .map_request(strip_stage)
+                        .map_response(move |response: axum::response::Response| {
+                            if let Some(call) = response.extensions().get::<StoreCall>() {
+                                metrics.emit(|timestamp_ms| {
+                                    let at = metrics::Invocation {
+                                        request_id: &request_id,
+                                        cold_start,
+                                        timestamp_ms,
+                                    };
+                                    metrics::hit_line(call, &at)
+                                });
+                            }
+                            response
+                        })
+                        .service(router);
                     // The adapter is not `Send`, so it must not live across an await; the
                     // router is always ready, so calling it straight away is fine.
                     let response = Adapter::from(http).call(LambdaEvent::new(*request, event.context));
@@ -95,7 +210,7 @@ pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
     // HITS_PRECONNECT=0 skips the pre-connect, so `latency cold-start` can show what it saves.
     if matches!(std::env::var("HITS_PRECONNECT").as_deref(), Ok("0" | "false")) {
         tracing::info!(store = counter.kind(), "store pre-connect skipped (HITS_PRECONNECT=0)");
-        return lambda_runtime::run(handler(counter)).await;
+        return lambda_runtime::run(handler_with(counter, Metrics::from_env())).await;
     }
     let started = std::time::Instant::now();
     match counter.warm().await {
@@ -108,10 +223,12 @@ pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
             tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request")
         }
     }
-    lambda_runtime::run(handler(counter)).await
+    lambda_runtime::run(handler_with(counter, Metrics::from_env())).await
 }
 
-/// JSON logs when Lambda asks for them (`LoggingConfig.LogFormat: JSON`), text otherwise.
+/// JSON logs when Lambda asks for them (`LoggingConfig.LogFormat: JSON`), text otherwise, the
+/// request id on every line of an invocation, and X-Ray subsegments when Lambda runs a daemon
+/// ([`edge::init_lambda_tracing`]).
 pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+    edge::init_lambda_tracing();
 }

@@ -8,8 +8,13 @@
 //!
 //! The same router runs on Lambda ([`lambda`], binary `hits`) and as a plain server
 //! ([`server`], binary `hits-server`).
+//!
+//! Every call to the store runs in a [`store_span`] (an X-Ray subsegment on Lambda), and a
+//! `GET /hits` response carries a [`metrics::StoreCall`] extension (latency, outcome) that the
+//! Lambda host turns into an EMF metrics line.
 
 use std::error::Error as _;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
@@ -18,8 +23,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use counter::SharedCounter;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
+use tracing::field::{Empty, display};
 
 pub mod lambda;
+pub mod metrics;
 pub mod server;
 
 /// The page, embedded so that every host serves the same bytes with no file layout to get wrong.
@@ -39,7 +47,19 @@ pub fn router(counter: SharedCounter) -> Router {
 }
 
 async fn hits(State(counter): State<SharedCounter>) -> Response {
-    match counter.increment().await {
+    let span = store_span(counter.kind(), "increment");
+    let started = Instant::now();
+    let result = counter.increment().instrument(span.clone()).await;
+    let call = metrics::StoreCall {
+        store: counter.kind(),
+        latency: started.elapsed(),
+        count: result.as_ref().ok().copied(),
+    };
+    if let Err(e) = &result {
+        span.record("error", display(e));
+    }
+    drop(span); // closed: the subsegment ends here
+    let mut response = match result {
         Ok(count) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
@@ -57,7 +77,43 @@ async fn hits(State(counter): State<SharedCounter>) -> Response {
             )
                 .into_response()
         }
+    };
+    response.extensions_mut().insert(call);
+    response
+}
+
+/// The span around one call to a store of kind `kind` (`op`: `increment`, `warm`). It is
+/// marked for X-Ray ([`edge::xray`]: field `xray`, the subsegment name), so on Lambda, in a
+/// sampled invocation, it becomes a subsegment: `DynamoDB` or `S3` in namespace `aws` (with the
+/// API operation it is named after: `UpdateItem` (a sharded table adds a `BatchGetItem` of the
+/// other items), `GetItem`, `HeadObject`; an S3 increment is a `GetObject` then a conditional
+/// `PutObject`, retried on conflict, so it names none), `file` or `memory` otherwise. Record
+/// `error` on it when the call fails: the subsegment is then a fault. The SDK's HTTP request
+/// inside carries the invocation's trace header by itself (see [`lambda`]).
+pub fn store_span(kind: &'static str, op: &'static str) -> tracing::Span {
+    let (name, namespace, operation) = match (kind, op) {
+        ("dynamodb", "increment") => ("DynamoDB", Some("aws"), Some("UpdateItem")),
+        ("dynamodb", "warm") => ("DynamoDB", Some("aws"), Some("GetItem")),
+        ("s3", "warm") => ("S3", Some("aws"), Some("HeadObject")),
+        ("s3", _) => ("S3", Some("aws"), None),
+        (other, _) => (other, None, None),
+    };
+    let span = tracing::info_span!(
+        "store",
+        store = kind,
+        op,
+        xray = name,
+        xray.namespace = Empty,
+        aws.operation = Empty,
+        error = Empty
+    );
+    if let Some(namespace) = namespace {
+        span.record("xray.namespace", namespace);
     }
+    if let Some(operation) = operation {
+        span.record("aws.operation", operation);
+    }
+    span
 }
 
 /// `HEAD /hits` would otherwise run the GET handler and bump the count for a response nobody
