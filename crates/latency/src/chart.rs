@@ -92,6 +92,70 @@ pub fn cdf_svg(title: &str, series: &[Series<'_>]) -> Result<String, Error> {
     Ok(svg)
 }
 
+/// One memory size on the memory sweep's chart.
+pub struct MemoryPoint {
+    pub label: String,
+    pub p90_ms: f64,
+    pub usd_per_million: f64,
+}
+
+/// The memory sweep's chart, power-tuning style: cost per 1M calls against p90 duration, one
+/// labelled point per size, joined in memory order (the curve a bigger size moves along).
+pub fn memory_svg(title: &str, points: &[MemoryPoint]) -> Result<String, Error> {
+    let points: Vec<&MemoryPoint> =
+        points.iter().filter(|p| p.p90_ms.is_finite() && p.usd_per_million.is_finite()).collect();
+    if points.is_empty() {
+        return Err(Error::Invalid("no memory size with figures to chart".into()));
+    }
+    let padded = |values: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let pad = ((hi - lo) * 0.12).max(hi.abs() * 0.02).max(1e-9);
+        ((lo - pad).max(0.0), hi + pad * 2.5)
+    };
+    let (x_min, x_max) = padded(&mut points.iter().map(|p| p.p90_ms));
+    let (y_min, y_max) = padded(&mut points.iter().map(|p| p.usd_per_million));
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
+        let chart_error = |err: &dyn std::fmt::Display| Error::Invalid(format!("chart: {err}"));
+        root.fill(&WHITE).map_err(|e| chart_error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(76)
+            .build_cartesian_2d(x_min..x_max, y_min..y_max)
+            .map_err(|e| chart_error(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("p90 duration (ms)")
+            .y_desc("$ per 1M calls (Lambda requests + GB-s)")
+            .x_label_formatter(&|v| format!("{v:.2}"))
+            .y_label_formatter(&|v| format!("${v:.4}"))
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        let line = Palette99::pick(0).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.p90_ms, p.usd_per_million)),
+                line.mix(0.5).stroke_width(1),
+            ))
+            .map_err(|e| chart_error(&e))?;
+        chart
+            .draw_series(points.iter().enumerate().map(|(i, p)| {
+                // Above and below in turn: neighbouring sizes often sit close together.
+                let dy = if i % 2 == 0 { -18 } else { 6 };
+                EmptyElement::at((p.p90_ms, p.usd_per_million))
+                    + Circle::new((0, 0), 5, line.filled())
+                    + Text::new(p.label.clone(), (8, dy), ("sans-serif", 14))
+            }))
+            .map_err(|e| chart_error(&e))?;
+        root.present().map_err(|e| chart_error(&e))?;
+    }
+    Ok(svg)
+}
+
 fn format_ms(v: f64) -> String {
     if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
 }
@@ -132,6 +196,28 @@ mod tests {
         assert!(svg.contains("\nhits-server memory\n") && svg.contains("\nlambda\n"));
         assert!(svg.matches("<polyline").count() >= 2);
         assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn the_memory_chart_has_a_labelled_point_per_size() {
+        let points: Vec<MemoryPoint> = [(128, 9.5, 0.2021), (512, 2.5, 0.2032), (1769, 1.1, 0.2071)]
+            .into_iter()
+            .map(|(mb, p90_ms, usd_per_million)| MemoryPoint {
+                label: format!("{mb} MB"),
+                p90_ms,
+                usd_per_million,
+            })
+            .collect();
+        let svg = memory_svg("memory", &points).expect("renders");
+        assert!(svg.starts_with("<svg"));
+        for label in ["128 MB", "512 MB", "1769 MB"] {
+            assert!(svg.contains(label), "no {label} in the chart");
+        }
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(!svg.contains("NaN"));
+        // One size alone still makes a chart (a range around the point).
+        assert!(memory_svg("one", &points[..1]).is_ok());
+        assert!(memory_svg("none", &[]).is_err());
     }
 
     #[test]

@@ -43,8 +43,10 @@ use crate::error::Error;
 /// function's tests); [`default_event`] turns it into `GET /hits`.
 const HTTP_API_EVENT: &str =
     include_str!("../../../functions/hits/tests/fixtures/apigw_v2_proxy_request.json");
+/// How the built-in event is named in output.
+pub(crate) const DEFAULT_EVENT_SOURCE: &str = "API Gateway HTTP API (v2) GET /hits";
 /// Lambda's CPU allocation: one full vCPU at this memory size, proportionally below it.
-const MB_PER_VCPU: f64 = 1769.0;
+pub(crate) const MB_PER_VCPU: f64 = 1769.0;
 /// Targets the figures are shown against.
 const INIT_TARGET_MS: f64 = 20.0;
 const FIRST_CALL_TARGET_MS: f64 = 100.0;
@@ -170,21 +172,21 @@ pub async fn run(args: Args) -> Result<(), Error> {
 // --- What to run. -------------------------------------------------------------------------
 
 /// The validated arguments: what every run needs.
-struct Plan {
-    bootstrap: PathBuf,
+pub(crate) struct Plan {
+    pub(crate) bootstrap: PathBuf,
     event: Bytes,
     event_source: String,
     env: Vec<(String, String)>,
     region: String,
-    memory_mb: u32,
-    cpu_percent: Option<f64>,
+    pub(crate) memory_mb: u32,
+    pub(crate) cpu_percent: Option<f64>,
     cpu_quota: Option<Quota>,
     quota_after_init: bool,
     timeout: Duration,
 }
 
 impl Plan {
-    fn new(args: &Args) -> Result<Plan, Error> {
+    pub(crate) fn new(args: &Args) -> Result<Plan, Error> {
         let bootstrap = &args.bootstrap;
         let meta =
             std::fs::metadata(bootstrap).map_err(Error::io(format!("bootstrap {}", bootstrap.display())))?;
@@ -198,7 +200,7 @@ impl Plan {
                     .map_err(|e| Error::Invalid(format!("event {} is not JSON: {e}", path.display())))?;
                 (Bytes::from(text), path.display().to_string())
             }
-            None => (default_event()?, "API Gateway HTTP API (v2) GET /hits".to_owned()),
+            None => (default_event()?, DEFAULT_EVENT_SOURCE.to_owned()),
         };
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| {
@@ -239,7 +241,7 @@ impl Plan {
     }
 
     /// `HITS_STORE` as the bootstrap will see it (unset: the hits default, memory).
-    fn store(&self) -> String {
+    pub(crate) fn store(&self) -> String {
         self.env
             .iter()
             .find(|(k, _)| k == "HITS_STORE")
@@ -248,7 +250,7 @@ impl Plan {
             .unwrap_or_else(|| "memory (HITS_STORE unset)".to_owned())
     }
 
-    fn endpoint(&self) -> Option<&str> {
+    pub(crate) fn endpoint(&self) -> Option<&str> {
         self.env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").map(|(_, v)| v.as_str())
     }
 
@@ -311,7 +313,7 @@ impl Plan {
 }
 
 /// The HTTP API fixture as `GET /hits` on the `$default` stage (the fixture is a POST).
-fn default_event() -> Result<Bytes, Error> {
+pub(crate) fn default_event() -> Result<Bytes, Error> {
     let mut event: Value = serde_json::from_str(HTTP_API_EVENT)
         .map_err(|e| Error::Invalid(format!("the built-in event fixture is not JSON: {e}")))?;
     let Some(object) = event.as_object_mut() else {
@@ -677,85 +679,165 @@ fn invocation(plan: &Plan, run: u32, call: u32) -> Invocation {
 
 /// One cold start: a fresh process, its init, its first call and one warm call.
 async fn cold_start(plan: &Plan, cpu: Option<&CpuLimit>, run: u32) -> Result<RunTimes, Error> {
-    let (invocations, handed_out) = mpsc::unbounded_channel();
-    let (signal_tx, signals) = mpsc::unbounded_channel();
-    let api = Arc::new(Api { invocations: tokio::sync::Mutex::new(handed_out), signals: signal_tx });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(Error::io("cannot listen for the runtime API on 127.0.0.1"))?;
-    let addr = listener.local_addr().map_err(Error::io("runtime API address"))?;
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(api)).await {
-            tracing::error!(error = %e, "runtime API server stopped");
-        }
-    });
-    let _server = AbortOnDrop(server);
-
-    // The quota from exec, or only once init is over (`--quota-after-init`).
-    let (from_exec, after_init) = match cpu {
-        Some(limit) if plan.quota_after_init => (None, Some(limit)),
-        other => (other, None),
-    };
-    // As on Lambda, the first invocation is already waiting when the process starts (with the
-    // quota after init: as soon as the bootstrap is in its cgroup).
-    let first = invocation(plan, run, 1);
-    let first_id = first.id.clone();
-    let mut pending = Some(first);
-    if after_init.is_none() {
-        queue(&invocations, &mut pending)?;
-    }
-
-    let mut command = Command::new(&plan.bootstrap);
-    command.env_clear().envs(plan.lambda_env(&addr.to_string(), run));
-    if let Some(limit) = from_exec {
-        limit.confine(&mut command)?;
-    }
-    let started = Instant::now();
-    let bootstrap = Bootstrap::spawn(command)
-        .map_err(Error::io(format!("cannot start the bootstrap {}", plan.bootstrap.display())))?;
-    let mut session = Session { bootstrap, signals, timeout: plan.timeout, run };
-    let pid = session.bootstrap.child.id();
-    if let Some(limit) = from_exec {
-        // spawn() returns after exec, so the move into the cgroup has happened by now.
-        limit.check(pid).map_err(|why| session.failure("init", why))?;
-    }
-
-    let polled = loop {
-        if let Signal::Polled { at } = session.next("init").await? {
-            break at;
-        }
-    };
-    if let Some(limit) = after_init {
-        limit.enter(pid).map_err(|why| session.failure("init", why))?;
-        limit.check(pid).map_err(|why| session.failure("init", why))?;
-        queue(&invocations, &mut pending)?;
-    }
-    let (delivered, answered, body) = session.call(&first_id, "first call").await?;
-    let first_count = session.count(&body, "first call")?;
-    let first_call = answered - delivered;
-
-    let second = invocation(plan, run, 2);
-    let second_id = second.id.clone();
-    invocations
-        .send(second)
-        .map_err(|_| Error::Process("the runtime API queue closed during the run".into()))?;
-    let (delivered, answered, body) = session.call(&second_id, "warm call").await?;
-    let warm_count = session.count(&body, "warm call")?;
+    let mut harness = Harness::start(plan, cpu, run).await?;
+    let first = harness.invoke(plan, "first call").await?;
+    let first_count = harness.count(&first.body, "first call")?;
+    let warm = harness.invoke(plan, "warm call").await?;
+    let warm_count = harness.count(&warm.body, "warm call")?;
     if warm_count != first_count + 1 {
-        return Err(session.failure(
+        return Err(harness.failure(
             "warm call",
             format!("the count went from {first_count} to {warm_count}, not up by one"),
         ));
     }
-    let preconnect_ms = session.bootstrap.lines().iter().find_map(|line| preconnect_ms(line));
     Ok(RunTimes {
-        init: polled - started,
-        first: first_call,
-        warm: answered - delivered,
+        init: harness.init,
+        first: first.duration(),
+        warm: warm.duration(),
         first_count,
         warm_count,
-        preconnect_ms,
+        preconnect_ms: harness.preconnect_ms(),
     })
+}
+
+/// One invocation as the harness saw it: queued for `/next`, handed out with the event (Lambda's
+/// Duration starts), answered with the response (it ends).
+pub(crate) struct Call {
+    pub(crate) queued: Instant,
+    pub(crate) delivered: Instant,
+    pub(crate) answered: Instant,
+    pub(crate) body: Bytes,
+}
+
+impl Call {
+    /// Handed out → answered: what Lambda reports as the invocation's Duration.
+    pub(crate) fn duration(&self) -> Duration {
+        self.answered - self.delivered
+    }
+
+    /// Queued → answered: the invoker's view, including the wait for the bootstrap's `/next`.
+    pub(crate) fn round_trip(&self) -> Duration {
+        self.answered - self.queued
+    }
+}
+
+/// A fresh bootstrap process under this harness's Runtime API, past its init: a Lambda
+/// execution environment of one's own. Dropping it kills the process and stops the API.
+pub(crate) struct Harness {
+    session: Session,
+    invocations: mpsc::UnboundedSender<Invocation>,
+    /// The first invocation, queued before the process started (as on Lambda), not yet answered.
+    first: Option<(String, Instant)>,
+    calls: u32,
+    /// exec → the bootstrap's first `GET …/invocation/next`: Lambda's init phase.
+    pub(crate) init: Duration,
+    _server: AbortOnDrop,
+}
+
+impl Harness {
+    /// Starts the bootstrap (in `cpu`'s cgroup from exec, or from its first `/next` with
+    /// `plan.quota_after_init`) with the first invocation already waiting, and returns once the
+    /// bootstrap has asked for it: its init is over.
+    pub(crate) async fn start(plan: &Plan, cpu: Option<&CpuLimit>, run: u32) -> Result<Harness, Error> {
+        let (invocations, handed_out) = mpsc::unbounded_channel();
+        let (signal_tx, signals) = mpsc::unbounded_channel();
+        let api = Arc::new(Api { invocations: tokio::sync::Mutex::new(handed_out), signals: signal_tx });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(Error::io("cannot listen for the runtime API on 127.0.0.1"))?;
+        let addr = listener.local_addr().map_err(Error::io("runtime API address"))?;
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router(api)).await {
+                tracing::error!(error = %e, "runtime API server stopped");
+            }
+        });
+        let server = AbortOnDrop(server);
+
+        // The quota from exec, or only once init is over (`--quota-after-init`).
+        let (from_exec, after_init) = match cpu {
+            Some(limit) if plan.quota_after_init => (None, Some(limit)),
+            other => (other, None),
+        };
+        // As on Lambda, the first invocation is already waiting when the process starts (with the
+        // quota after init: as soon as the bootstrap is in its cgroup).
+        let first = invocation(plan, run, 1);
+        let first_id = first.id.clone();
+        let mut pending = Some(first);
+        let mut queued = Instant::now();
+        if after_init.is_none() {
+            queue(&invocations, &mut pending)?;
+        }
+
+        let mut command = Command::new(&plan.bootstrap);
+        command.env_clear().envs(plan.lambda_env(&addr.to_string(), run));
+        if let Some(limit) = from_exec {
+            limit.confine(&mut command)?;
+        }
+        let started = Instant::now();
+        let bootstrap = Bootstrap::spawn(command)
+            .map_err(Error::io(format!("cannot start the bootstrap {}", plan.bootstrap.display())))?;
+        let mut session = Session { bootstrap, signals, timeout: plan.timeout, run };
+        let pid = session.bootstrap.child.id();
+        if let Some(limit) = from_exec {
+            // spawn() returns after exec, so the move into the cgroup has happened by now.
+            limit.check(pid).map_err(|why| session.failure("init", why))?;
+        }
+
+        let polled = loop {
+            if let Signal::Polled { at } = session.next("init").await? {
+                break at;
+            }
+        };
+        if let Some(limit) = after_init {
+            limit.enter(pid).map_err(|why| session.failure("init", why))?;
+            limit.check(pid).map_err(|why| session.failure("init", why))?;
+            queued = Instant::now();
+            queue(&invocations, &mut pending)?;
+        }
+        Ok(Harness {
+            session,
+            invocations,
+            first: Some((first_id, queued)),
+            calls: 1,
+            init: polled - started,
+            _server: server,
+        })
+    }
+
+    /// The next invocation — the one waiting since the start, then a new one each time — and
+    /// its response; an error if the bootstrap reports one, exits or goes quiet.
+    pub(crate) async fn invoke(&mut self, plan: &Plan, phase: &str) -> Result<Call, Error> {
+        let (id, queued) = match self.first.take() {
+            Some(first) => first,
+            None => {
+                self.calls += 1;
+                let next = invocation(plan, self.session.run, self.calls);
+                let id = next.id.clone();
+                let queued = Instant::now();
+                self.invocations
+                    .send(next)
+                    .map_err(|_| Error::Process("the runtime API queue closed during the run".into()))?;
+                (id, queued)
+            }
+        };
+        let (delivered, answered, body) = self.session.call(&id, phase).await?;
+        Ok(Call { queued, delivered, answered, body })
+    }
+
+    /// The count in an API Gateway / Function URL response: a 200 with a numeric body.
+    pub(crate) fn count(&self, body: &[u8], phase: &str) -> Result<u64, Error> {
+        self.session.count(body, phase)
+    }
+
+    /// An error about `phase` of this process, with the last lines it printed.
+    pub(crate) fn failure(&self, phase: &str, what: String) -> Error {
+        self.session.failure(phase, what)
+    }
+
+    /// The hits bootstrap's store pre-connect time, from its init log line.
+    pub(crate) fn preconnect_ms(&self) -> Option<f64> {
+        self.session.bootstrap.lines().iter().find_map(|line| preconnect_ms(line))
+    }
 }
 
 fn queue(
@@ -802,11 +884,11 @@ fn strip_ansi(line: &str) -> String {
 // --- The CPU quota. -----------------------------------------------------------------------
 
 /// A cgroup of this process's own with a CPU quota; removed on drop.
-struct CpuLimit {
+pub(crate) struct CpuLimit {
     dir: PathBuf,
     procs: File,
-    mechanism: String,
-    percent: f64,
+    pub(crate) mechanism: String,
+    pub(crate) percent: f64,
     quota_us: u64,
     period_us: u64,
 }
@@ -814,6 +896,12 @@ struct CpuLimit {
 impl CpuLimit {
     /// Makes the cgroup, or says exactly why this machine cannot.
     fn create(percent: f64, period_us: u64) -> Result<CpuLimit, Error> {
+        Self::create_or(percent, period_us, "Run without --cpu-quota")
+    }
+
+    /// [`CpuLimit::create`], and when no cgroup can be made the error says why and then
+    /// `instead` (what to do about it: run without the option that asked for the quota).
+    pub(crate) fn create_or(percent: f64, period_us: u64, instead: &str) -> Result<CpuLimit, Error> {
         let quota_us = ((percent / 100.0) * period_us as f64).round() as u64;
         if quota_us < 1000 {
             return Err(Error::Invalid(format!(
@@ -839,14 +927,14 @@ impl CpuLimit {
         };
         match attempt {
             Ok((dir, mechanism)) => {
-                let procs = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))
-                    .map_err(|e| unavailable(format!("cannot open {}/cgroup.procs: {e}", dir.display())))?;
+                let procs =
+                    std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map_err(|e| {
+                        unavailable(format!("cannot open {}/cgroup.procs: {e}", dir.display()), instead)
+                    })?;
                 tracing::info!(dir = %dir.display(), %mechanism, "CPU quota cgroup ready");
                 Ok(CpuLimit { dir, procs, mechanism, percent, quota_us, period_us })
             }
-            Err(why) => Err(unavailable(why)),
+            Err(why) => Err(unavailable(why, instead)),
         }
     }
 
@@ -932,7 +1020,7 @@ impl CpuLimit {
     /// (periods, throttled periods, time throttled) from the cgroup's `cpu.stat`. The kernel
     /// counts a period when its timer fires, so a bootstrap that lived less than one period
     /// may show none.
-    fn throttling(&self) -> Option<Throttling> {
+    pub(crate) fn throttling(&self) -> Option<Throttling> {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
         let field = |name: &str| stat.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
         Some(Throttling {
@@ -967,9 +1055,9 @@ fn make_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
-fn unavailable(why: String) -> Error {
+fn unavailable(why: String, instead: &str) -> Error {
     Error::Process(format!(
-        "CPU quota unavailable on this machine: {why}. Run without --cpu-quota, or as root on a host \
+        "CPU quota unavailable on this machine: {why}. {instead}, or as root on a host \
          with a writable cgroup cpu controller."
     ))
 }
@@ -984,7 +1072,7 @@ impl Drop for CpuLimit {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Throttling {
+pub(crate) struct Throttling {
     periods: u64,
     throttled_periods: u64,
     throttled_ms: f64,

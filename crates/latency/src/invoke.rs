@@ -22,18 +22,24 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// A Lambda client for the probe: built once, with a timeout that fits a 5-minute probe run.
 pub async fn client() -> Client {
+    client_in(None).await
+}
+
+/// [`client`] in `region` instead of the configured one (`AWS_REGION`, the profile's).
+pub async fn client_in(region: Option<&str>) -> Client {
     let shared = aws_setup::load_with(aws_setup::TrustRoots::Platform).await;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(INVOKE_TIMEOUT)
         .operation_timeout(INVOKE_TIMEOUT)
         .build();
-    Client::from_conf(
-        aws_sdk_lambda::config::Builder::from(&shared)
-            .timeout_config(timeouts)
-            .retry_classifier(FunctionErrorsAreFinal)
-            .build(),
-    )
+    let mut config = aws_sdk_lambda::config::Builder::from(&shared)
+        .timeout_config(timeouts)
+        .retry_classifier(FunctionErrorsAreFinal);
+    if let Some(region) = region {
+        config = config.region(aws_sdk_lambda::config::Region::new(region.to_owned()));
+    }
+    Client::from_conf(config.build())
 }
 
 /// The SDK retries an HTTP 500 as a transient error; under cargo lambda watch that status means
@@ -67,7 +73,7 @@ struct FunctionError {
 }
 
 /// `errorType: errorMessage` when `body` is a Lambda error object.
-fn function_error(body: &[u8]) -> Option<String> {
+pub(crate) fn function_error(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<FunctionError>(body)
         .ok()
         .filter(|e| !e.error_type.is_empty() && !e.error_message.is_empty())
@@ -104,7 +110,10 @@ pub async fn invoke(
 
 /// The SDK's error, unless it is cargo lambda watch's HTTP 500 carrying the function's error
 /// object: then that, as AWS would have reported it (an unhandled function error).
-fn invoke_error<E>(function: &str, error: SdkError<E, aws_sdk_lambda::config::http::HttpResponse>) -> Error
+pub(crate) fn invoke_error<E>(
+    function: &str,
+    error: SdkError<E, aws_sdk_lambda::config::http::HttpResponse>,
+) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {

@@ -5,6 +5,7 @@
 //! - `latency report` — probe named targets, write `report.md` and an SVG chart
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
 //! - `latency queue` — post N calc(x) jobs with x ~ U(0, max) and time them until all are done
+//! - `latency sweep` — one function at several memory sizes: duration and cost at each
 
 mod chart;
 mod coldstart;
@@ -14,6 +15,7 @@ mod invoke;
 mod probe_cmd;
 mod queue_cmd;
 mod report;
+mod sweep;
 mod targets;
 mod time;
 
@@ -39,6 +41,9 @@ enum Command {
     ColdStart(coldstart::Args),
     /// Post N calc(x) jobs with x ~ U(0, max) and time them until all are done.
     Queue(queue_cmd::Args),
+    /// One function at several memory sizes (a deployed one, or the hits bootstrap here under
+    /// Lambda's CPU share): duration, billed duration and cost per size, power-tuning style.
+    Sweep(sweep::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
             Command::Queue(args) => queue_cmd::run(args).await,
+            Command::Sweep(args) => sweep::run(args).await,
         }
     });
     match result {

@@ -13,6 +13,7 @@ use crate::chart;
 use crate::cost_cmd::PriceArgs;
 use crate::error::Error;
 use crate::probe_cmd::{self, RunArgs};
+use crate::sweep;
 use crate::targets::{self, Target};
 
 #[derive(clap::Args)]
@@ -42,6 +43,24 @@ pub struct Args {
     run: RunArgs,
     #[command(flatten)]
     prices: PriceArgs,
+    /// Also sweep this deployed function's memory sizes, as `latency sweep --function` does
+    /// (its `$LATEST` configuration is changed size by size and put back afterwards), after the
+    /// targets: the table goes at the end of report.md, with memory.svg and memory.json.
+    #[arg(long, value_name = "FUNCTION")]
+    memory_sweep: Option<String>,
+    /// With --memory-sweep: the memory sizes in MB, comma-separated (each 128..=10240).
+    #[arg(long, value_name = "MB,…", default_value = sweep::DEFAULT_SIZES, value_parser = sweep::parse_sizes, requires = "memory_sweep")]
+    sweep_memory: sweep::Sizes,
+    /// With --memory-sweep: calls measured at each size, after the cold one.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000), requires = "memory_sweep")]
+    sweep_count: u32,
+    /// With --memory-sweep: the event, a JSON file [default: API Gateway HTTP API `GET /hits`].
+    #[arg(long, value_name = "FILE", requires = "memory_sweep")]
+    sweep_event: Option<PathBuf>,
+    /// With --memory-sweep: invoke this version or alias instead of `$LATEST` (see `latency
+    /// sweep --help`: a published version does not follow `$LATEST`'s memory).
+    #[arg(long, requires = "memory_sweep")]
+    sweep_qualifier: Option<String>,
 }
 
 /// One measured target, as written to report.json.
@@ -65,6 +84,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         stack = started;
         targets
     } else {
+        if let Some(path) = &args.sweep_event {
+            sweep::Event::load(Some(path))?;
+        }
         let path = args.targets.as_deref().unwrap_or(Path::new("targets.toml"));
         let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
         targets::parse(&text, &path.display().to_string())?
@@ -117,7 +139,54 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
             report,
         });
     }
-    write_outputs(&args.out, book, args.prices.calls_per_month, &rows)
+    let swept = match &args.memory_sweep {
+        Some(function) => Some(memory_sweep(args, book, function).await),
+        None => None,
+    };
+    let written = write_outputs(
+        &args.out,
+        book,
+        args.prices.calls_per_month,
+        &rows,
+        args.memory_sweep.as_deref().zip(swept.as_ref().and_then(|s| s.as_ref().ok())),
+    );
+    match swept {
+        Some(Err(err)) => {
+            written?;
+            Err(err)
+        }
+        Some(Ok(sweep)) => {
+            written?;
+            match (sweep.failures(), &sweep.restored) {
+                (Some(failures), _) => Err(Error::Unfinished(failures)),
+                (None, Some(r)) if !r.ok => Err(Error::Unfinished(r.note.clone())),
+                _ => Ok(()),
+            }
+        }
+        None => written,
+    }
+}
+
+/// `--memory-sweep FUNCTION`: the sweep of `latency sweep --function`, priced with this report's
+/// prices.
+async fn memory_sweep(args: &Args, book: &PriceBook, function: &str) -> Result<sweep::Sweep, Error> {
+    eprintln!("latency: sweeping the memory sizes of {function}");
+    let event = sweep::Event::load(args.sweep_event.as_deref())?;
+    let mut backend = sweep::aws::AwsLambda::connect(sweep::aws::Settings {
+        function: function.to_owned(),
+        qualifier: args.sweep_qualifier.clone(),
+        region: None,
+        arch: args.prices.arch,
+        event: event.bytes.clone(),
+        update_timeout: std::time::Duration::from_secs(180),
+    })
+    .await?;
+    let options = sweep::SweepArgs {
+        memory: args.sweep_memory.clone(),
+        count: args.sweep_count,
+        event: args.sweep_event.clone(),
+    };
+    sweep::sweep_with(&mut backend, book, &event, &options).await
 }
 
 /// The estimate for a target. A Lambda's billed duration is the target's `duration_ms` if given,
@@ -150,7 +219,13 @@ fn price(
     Ok((cost::estimate(profile, book, &params)?, note))
 }
 
-fn write_outputs(out: &Path, book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>]) -> Result<(), Error> {
+fn write_outputs(
+    out: &Path,
+    book: &PriceBook,
+    calls_per_month: u64,
+    rows: &[Row<'_>],
+    swept: Option<(&str, &sweep::Sweep)>,
+) -> Result<(), Error> {
     std::fs::create_dir_all(out).map_err(Error::io(format!("creating {}", out.display())))?;
     let series: Vec<chart::Series<'_>> = rows
         .iter()
@@ -171,7 +246,16 @@ fn write_outputs(out: &Path, book: &PriceBook, calls_per_month: u64, rows: &[Row
                 false
             }
         };
-    let markdown = markdown(book, calls_per_month, rows, chart_written)?;
+    let mut markdown = markdown(book, calls_per_month, rows, chart_written)?;
+    let memory_chart = match swept {
+        Some((function, sweep)) => {
+            let chart = sweep::write_chart_and_json(out, sweep)?;
+            markdown.push('\n');
+            markdown.push_str(&sweep::markdown(sweep, &format!("## Memory sweep: `{function}`"), chart));
+            chart.is_some()
+        }
+        None => false,
+    };
     let path = out.join("report.md");
     std::fs::write(&path, markdown).map_err(Error::io(format!("writing {}", path.display())))?;
     // Machine-readable, without the raw samples (the chart has them).
@@ -194,6 +278,12 @@ fn write_outputs(out: &Path, book: &PriceBook, calls_per_month: u64, rows: &[Row
         println!("{}", out.join("latency.svg").display());
     }
     println!("{}", path.display());
+    if swept.is_some() {
+        if memory_chart {
+            println!("{}", out.join("memory.svg").display());
+        }
+        println!("{}", out.join("memory.json").display());
+    }
     Ok(())
 }
 

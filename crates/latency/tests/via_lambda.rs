@@ -6,7 +6,7 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,40 +18,9 @@ use common::{hits_server, stderr, stdout};
 /// Longer than any run here should take; a hung SDK call fails the test instead of hanging it.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// `latency args...` with the Lambda API at `endpoint` and fake credentials (the emulator
-/// takes any signature), nothing else from this machine's AWS setup; killed after [`DEADLINE`].
+/// `latency args...` with the Lambda API at `endpoint` (see [`common::latency_with_fake_aws`]).
 fn latency(endpoint: &str, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_latency"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "eu-west-2")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_MAX_ATTEMPTS")
-        .env_remove("AWS_RETRY_MODE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs latency");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("latency's output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("latency {args:?} did not finish in {DEADLINE:?}");
-        }
-    }
+    common::latency_with_fake_aws(&[("AWS_ENDPOINT_URL_LAMBDA", endpoint)], args, DEADLINE, |_| {})
 }
 
 /// This workspace's probe bootstrap (package `probe-lambda`, binary `probe`), built now.
