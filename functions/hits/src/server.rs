@@ -87,27 +87,17 @@ impl Options {
     /// Parses the arguments after the program name; `Err` holds the message to print.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut options = Options::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let mut value = |name: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}"))
-            };
+        let mut flags = Flags::new(args, "");
+        while let Some((flag, inline)) = flags.next_flag() {
             match flag.as_str() {
                 "--addr" => {
-                    let v = value("--addr")?;
+                    let v = flags.value("--addr", inline)?;
                     options.addr = v
                         .parse()
                         .map_err(|_| format!("--addr {v:?} is not HOST:PORT (e.g. 0.0.0.0:8000)"))?;
                 }
                 "--shutdown-timeout" => {
-                    let v = value("--shutdown-timeout")?;
+                    let v = flags.value("--shutdown-timeout", inline)?;
                     let secs: f64 = v
                         .parse()
                         .ok()
@@ -120,6 +110,35 @@ impl Options {
             }
         }
         Ok(options)
+    }
+}
+
+/// `--flag value` and `--flag=value` arguments, one flag at a time (for `serve` and
+/// `healthcheck`; `context` prefixes the "needs a value" message).
+pub(crate) struct Flags<I> {
+    args: I,
+    context: &'static str,
+}
+
+impl<I: Iterator<Item = String>> Flags<I> {
+    pub(crate) fn new(args: impl IntoIterator<IntoIter = I>, context: &'static str) -> Self {
+        Flags { args: args.into_iter(), context }
+    }
+
+    /// The next flag, and its value if it came inline (`--flag=value`).
+    pub(crate) fn next_flag(&mut self) -> Option<(String, Option<String>)> {
+        let arg = self.args.next()?;
+        Some(match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        })
+    }
+
+    /// The value of `flag`: the inline one, else the next argument.
+    pub(crate) fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, String> {
+        inline
+            .or_else(|| self.args.next())
+            .ok_or_else(|| format!("{}{flag} needs a value\n\n{USAGE}", self.context))
     }
 }
 

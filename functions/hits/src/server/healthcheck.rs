@@ -34,28 +34,18 @@ impl Probe {
     /// Parses the arguments after `healthcheck`; `Err` holds the message to print.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Probe, String> {
         let mut probe = Probe::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let mut value = |name: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("healthcheck {name} needs a value\n\n{}", super::USAGE))
-            };
+        let mut flags = super::Flags::new(args, "healthcheck ");
+        while let Some((flag, inline)) = flags.next_flag() {
             match flag.as_str() {
                 "--addr" => {
-                    let v = value("--addr")?;
+                    let v = flags.value("--addr", inline)?;
                     let addr: SocketAddr = v.parse().map_err(|_| {
                         format!("healthcheck --addr {v:?} is not HOST:PORT (e.g. 127.0.0.1:8000)")
                     })?;
                     probe.addr = reachable(addr);
                 }
                 "--timeout-ms" => {
-                    let v = value("--timeout-ms")?;
+                    let v = flags.value("--timeout-ms", inline)?;
                     let ms: u64 =
                         v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
                             format!("healthcheck --timeout-ms {v:?} is not a positive number")
