@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    edge::init_lambda_tracing();
     let built = match calc_worker::config::LambdaConfig::from_env() {
         Ok(config) => calc_worker::lambda::build(&config).await,
         Err(e) => Err(e),

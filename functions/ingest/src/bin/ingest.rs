@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    edge::init_lambda_tracing();
     let built = match ingest_fn::config::LambdaConfig::from_env() {
         Ok(config) => ingest_fn::lambda::build(&config).await,
         Err(e) => Err(e),
