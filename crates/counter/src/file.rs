@@ -15,8 +15,10 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -67,7 +69,7 @@ impl FileCounter {
 impl Counter for FileCounter {
     fn increment(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         let (reply, answer) = oneshot::channel();
-        let queued = match &*self.queue.lock().unwrap_or_else(|p| p.into_inner()) {
+        let queued = match &*self.queue.lock() {
             Some(queue) => queue.send(reply).is_ok(),
             None => false,
         };
@@ -82,8 +84,8 @@ impl Counter for FileCounter {
     /// Stops taking increments, lets the writer commit everything already queued, and waits
     /// for it: every increment accepted before `close` is answered and on disk afterwards.
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.queue.lock().take();
+        let writer = self.writer.lock().take();
         Box::pin(async move {
             if let Some(writer) = writer {
                 tokio::task::spawn_blocking(move || writer.join())
@@ -104,7 +106,7 @@ impl Counter for FileCounter {
 impl Drop for FileCounter {
     fn drop(&mut self) {
         // Closing the queue ends the writer once it has answered everything queued.
-        self.queue.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        self.queue.get_mut().take();
     }
 }
 

@@ -11,8 +11,6 @@
 //! Nothing here knows about Lambda or HTTP; the SDK is only touched inside the DynamoDB and S3
 //! adapters, each behind its own cargo feature.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 #[cfg(feature = "dynamodb")]
@@ -25,8 +23,8 @@ mod spec;
 
 pub use spec::{ACCEPTED_FORMS, ConfigError, Shard, StoreSpec};
 
-/// A boxed future, so that stores can be chosen at run time behind `Arc<dyn Counter>`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).
+pub use futures_util::future::BoxFuture;
 
 /// The port every host (Lambda, server) talks to.
 pub trait Counter: Send + Sync + 'static {
@@ -108,10 +106,10 @@ pub enum OpenError {
     NotBuilt(&'static str),
 }
 
-/// Opens the store a spec names. AWS stores load the SDK configuration once here
-/// ([`aws_setup::load`]: region, credentials, `AWS_ENDPOINT_URL` for emulators), so clients are
-/// built once per process.
-pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
+/// Opens the store a spec names. AWS stores take the SDK configuration from `aws` (loaded on
+/// first use, once per process: region, credentials, `AWS_ENDPOINT_URL` for emulators), so
+/// clients are built once; memory and file stores load nothing.
+pub async fn open(spec: &StoreSpec, aws: &aws_setup::Aws) -> Result<SharedCounter, OpenError> {
     Ok(match spec {
         StoreSpec::Memory => Arc::new(memory::MemoryCounter::default()),
         StoreSpec::File(path) => Arc::new(
@@ -119,8 +117,7 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
         ),
         #[cfg(feature = "dynamodb")]
         StoreSpec::DynamoDb { table, shard } => {
-            let config = aws_setup::load().await;
-            let counter = dynamodb::DynamoDbCounter::new(&config, table.clone());
+            let counter = dynamodb::DynamoDbCounter::new(aws.config().await, table.clone());
             Arc::new(match shard {
                 Some(shard) => counter.sharded(*shard),
                 None => counter,
@@ -130,17 +127,11 @@ pub async fn open(spec: &StoreSpec) -> Result<SharedCounter, OpenError> {
         StoreSpec::DynamoDb { .. } => return Err(OpenError::NotBuilt("dynamodb")),
         #[cfg(feature = "s3")]
         StoreSpec::S3 { bucket, key } => {
-            let config = aws_setup::load().await;
-            Arc::new(s3::S3Counter::new(&config, bucket.clone(), key.clone()))
+            Arc::new(s3::S3Counter::new(aws.config().await, bucket.clone(), key.clone()))
         }
         #[cfg(not(feature = "s3"))]
         StoreSpec::S3 { .. } => return Err(OpenError::NotBuilt("s3")),
     })
-}
-
-/// Opens the store named by `HITS_STORE` (unset or empty: `memory`).
-pub async fn open_from_env() -> Result<SharedCounter, OpenError> {
-    open(&StoreSpec::from_env()?).await
 }
 
 /// Unit-test support shared by the stores' tests.

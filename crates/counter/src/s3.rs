@@ -7,7 +7,6 @@
 //! budget. No increment is ever lost; under heavy contention an increment can give up
 //! ([`StoreError::Contended`], a 503), never double-count.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,8 @@ const STORE: &str = "s3";
 
 /// How long an increment keeps retrying conflicts before it gives up.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(8);
-const BACKOFF_BASE: Duration = Duration::from_millis(4);
-const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// Full jitter below 8 ms doubling to 1 s: writers that lost the same race spread out.
+const BACKOFF: retry::Backoff = retry::Backoff::full(Duration::from_millis(8), Duration::from_secs(1));
 
 pub struct S3Counter {
     client: Client,
@@ -80,13 +79,6 @@ fn unavailable(e: impl std::error::Error) -> StoreError {
     StoreError::unavailable(STORE, DisplayErrorContext(e).to_string())
 }
 
-/// Full jitter: a uniformly random wait in `[0, min(cap, base * 2^attempt)]`.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
-    let random = RandomState::new().hash_one(Instant::now());
-    ceiling.mul_f64((random % 10_000) as f64 / 10_000.0)
-}
-
 impl Counter for S3Counter {
     fn increment(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
@@ -115,7 +107,7 @@ impl Counter for S3Counter {
                             return Err(StoreError::Contended { store: STORE, attempts: attempt });
                         }
                         tracing::debug!(attempt, "s3 conditional write lost a race; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
+                        tokio::time::sleep(BACKOFF.delay(attempt)).await;
                     }
                     Err(e) => return Err(unavailable(e)),
                 }
@@ -136,18 +128,5 @@ impl Counter for S3Counter {
 
     fn kind(&self) -> &'static str {
         STORE
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_under_its_ceiling_and_varies() {
-        let waits: Vec<_> = (0..50).map(|_| backoff(20)).collect();
-        assert!(waits.iter().all(|w| *w <= BACKOFF_CAP));
-        assert!(waits.iter().any(|w| *w != waits[0]), "jitter must vary");
-        assert!(backoff(1) <= BACKOFF_BASE * 2);
     }
 }

@@ -16,7 +16,7 @@ pub struct Shard {
     pub of: u32,
 }
 
-/// Which store to use, parsed from `HITS_STORE`.
+/// Which store to use: what a host reads from `HITS_STORE` (or `hits-server --store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     Memory,
@@ -30,19 +30,6 @@ pub enum StoreSpec {
 pub struct ConfigError {
     pub value: String,
     pub why: &'static str,
-}
-
-impl StoreSpec {
-    /// Reads `HITS_STORE`; unset or empty means the embedded default, `memory`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        match std::env::var("HITS_STORE") {
-            Ok(value) if !value.trim().is_empty() => value.parse(),
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(StoreSpec::Memory),
-            Err(std::env::VarError::NotUnicode(raw)) => {
-                Err(ConfigError { value: raw.to_string_lossy().into_owned(), why: "not valid UTF-8" })
-            }
-        }
-    }
 }
 
 impl FromStr for StoreSpec {

@@ -9,7 +9,7 @@ use counter::dynamodb::DynamoDbCounter;
 use counter::s3::S3Counter;
 use counter::{Counter, StoreError, StoreSpec};
 
-use aws_setup::emulator::{self, config as moto};
+use testkit::moto::{self as emulator, config as moto};
 
 async fn create_table(config: &SdkConfig) -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(config);
@@ -195,8 +195,9 @@ async fn stores_open_from_their_spec_against_the_emulator() {
     let Some(config) = moto().await else { return };
     let (_, table) = create_table(&config).await;
     let (_, bucket) = create_bucket(&config).await;
+    let aws = aws_setup::Aws::loaded(config.clone());
     for spec in [format!("dynamodb:{table}"), format!("s3:{bucket}/a/b/count")] {
-        let counter = counter::open(&spec.parse::<StoreSpec>().unwrap()).await.unwrap();
+        let counter = counter::open(&spec.parse::<StoreSpec>().unwrap(), &aws).await.unwrap();
         counter.warm().await.unwrap();
         assert_eq!(counter.increment().await.unwrap(), 1, "{spec}");
         assert_eq!(counter.increment().await.unwrap(), 2, "{spec}");

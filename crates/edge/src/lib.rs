@@ -1,10 +1,12 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
-//! shutdown signal for the servers, and their logs: Lambda's ([`logs`], with the X-Ray layer of
-//! [`xray`]) and the servers' ([`init_server_tracing`]).
+//! server kit ([`server`]: signals, drain with a deadline, the `listening on` line), and the
+//! logs: Lambda's ([`logs`], with the X-Ray layer of [`xray`]) and the servers'
+//! ([`init_server_tracing`]).
 
 use lambda_http::RequestExt;
 
 pub mod logs;
+pub mod server;
 pub mod xray;
 
 pub use logs::init_lambda_tracing;
@@ -40,25 +42,6 @@ pub fn strip_stage(mut req: lambda_http::Request) -> lambda_http::Request {
         }
     }
     req
-}
-
-/// Resolves on SIGTERM (what ECS, Kubernetes and systemd send) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
 /// Logs of the server binaries: text on stderr (stdout may be data), `RUST_LOG` as the filter

@@ -30,8 +30,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -383,9 +385,6 @@ struct Pipeline {
 
 /// A poisoned lock means a thread panicked while holding it; the queue's invariants hold
 /// between statements, so carrying on beats losing the buffer.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl Pipeline {
     fn new(
@@ -414,7 +413,7 @@ impl Pipeline {
     fn enqueue<E: AsRef<[u8]>>(&self, events: &[E], ticket: Option<&Arc<Ticket>>) -> bool {
         let now = Instant::now();
         let wake = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.closing {
                 return false;
             }
@@ -439,7 +438,7 @@ impl Pipeline {
             };
             let (id, records) = loop {
                 let notified = self.wake.notified();
-                let decision = lock(&self.state).next(Instant::now(), &self.settings);
+                let decision = self.state.lock().next(Instant::now(), &self.settings);
                 match decision {
                     Decision::Stop => return,
                     Decision::Send(id, records) => break (id, records),
@@ -471,7 +470,7 @@ impl Pipeline {
         let mut requeued = 0;
         let mut most_attempts = 0;
         {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             // Gone when a shutdown already spilled this call: nothing left to do.
             if let Some(entries) = state.in_flight.remove(&id) {
                 let mut failed = Vec::new();
@@ -524,7 +523,7 @@ impl Pipeline {
     /// Shutdown began: take nothing new, close the open record, flush without lingering.
     fn close(&self) {
         {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.closing = true;
             state.close_open(Instant::now());
         }
@@ -536,7 +535,7 @@ impl Pipeline {
         loop {
             let mut notified = std::pin::pin!(self.drained.notified());
             notified.as_mut().enable();
-            if lock(&self.state).empty() {
+            if self.state.lock().empty() {
                 return;
             }
             tokio::select! {
@@ -550,7 +549,7 @@ impl Pipeline {
     /// failing its tickets. Answers of calls still under way are ignored from now on.
     fn stop(&self) -> Vec<Entry> {
         let left = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.stopped = true;
             state.take_all(Instant::now())
         };
@@ -566,7 +565,7 @@ impl Pipeline {
     /// Removes the claimed spill file being replayed, once (whoever comes first: the replay
     /// finishing, or a shutdown that re-spilled what was left of it).
     fn release_replay(&self) {
-        let Some(path) = lock(&self.replaying).take() else {
+        let Some(path) = self.replaying.lock().take() else {
             return;
         };
         match spill::release(&path) {
@@ -602,7 +601,7 @@ impl Buffered {
             metrics.reserve_buffer(bytes);
             let ticket = Ticket::new(lines.len());
             let records = {
-                let mut state = lock(&events.state);
+                let mut state = events.state.lock();
                 for line in &lines {
                     state.push(line, Some(&ticket), Instant::now(), events.settings.cap);
                 }
@@ -610,7 +609,7 @@ impl Buffered {
             };
             metrics.add_replayed(records);
             tracing::info!(path = %claimed.display(), events = lines.len(), records, "replaying the spill file");
-            *lock(&events.replaying) = Some(claimed);
+            *events.replaying.lock() = Some(claimed);
             let pipeline = Arc::clone(&events);
             runtime.spawn(async move {
                 if ticket.settled().await {

@@ -7,8 +7,6 @@
 //! next pause would pass the request's budget. What is still refused then is reported: sync mode
 //! answers 503 (the client retries), async mode logs it at ERROR and counts it.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,29 +46,8 @@ impl RetryPolicy {
     /// `[0, min(max_backoff, first_backoff × 2^(attempt−1))]`. Full jitter spreads the retries of
     /// many clients throttled at the same moment, so they do not all come back together.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(31);
-        let ceiling = self.first_backoff.saturating_mul(1u32 << doublings).min(self.max_backoff);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let draw = random();
-        Duration::from_nanos(if nanos == u64::MAX { draw } else { draw % (nanos + 1) })
+        retry::Backoff::full(self.first_backoff, self.max_backoff).delay(attempt)
     }
-}
-
-thread_local! {
-    /// xorshift64* state, seeded from std's per-thread random hasher keys: jitter needs spread,
-    /// not cryptographic quality, and this avoids a `rand` dependency.
-    static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(0x5eed_u64) | 1);
-}
-
-fn random() -> u64 {
-    RNG.with(|state| {
-        let mut x = state.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        state.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    })
 }
 
 /// `now + by`, or a point so far ahead that it never comes when the sum does not fit

@@ -17,8 +17,6 @@
 //! Both hosts talk to an [`Ingest`]: the Lambda holds a [`direct::Direct`], the server a
 //! [`batcher::Buffered`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +38,10 @@ pub mod transform;
 
 pub use bytes::Bytes;
 pub use event::{BodyError, EventError, Invalid, Parsed};
-pub use spec::{ConfigError, SinkSpec, open_sinks};
+pub use spec::{AwsConfig, ConfigError, SinkSpec, open_sinks};
 
-/// A boxed future, so that sinks and hosts can be chosen at run time behind `Arc<dyn …>`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).
+pub use futures_util::future::BoxFuture;
 
 /// One record as the sink receives it: one or more events, each a line of compact JSON ending in
 /// `\n` (newline-delimited JSON, what Firehose → S3 and Athena expect).

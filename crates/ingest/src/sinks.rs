@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,9 +17,6 @@ use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError, pack};
 
 /// A poisoned lock only means another thread panicked while holding it; the data (records,
 /// counters) is still consistent enough for a test double, so it is used rather than panicking.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Keeps every record it took, for tests to inspect.
 ///
@@ -55,23 +54,23 @@ impl MemorySink {
 
     /// Every record taken, in the order taken.
     pub fn records(&self) -> Vec<Record> {
-        lock(&self.state).records.clone()
+        self.state.lock().records.clone()
     }
 
     /// Every event taken (the lines of the records, without the newline), in the order taken.
     pub fn events(&self) -> Vec<Bytes> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         state.records.iter().flat_map(|r| pack::lines(r).map(|line| r.slice_ref(line))).collect()
     }
 
     /// The number of records of each call, in call order.
     pub fn call_sizes(&self) -> Vec<usize> {
-        lock(&self.state).call_sizes.clone()
+        self.state.lock().call_sizes.clone()
     }
 
     /// Calls that broke the limits (too many records or bytes in the call, or a record too large).
     pub fn violations(&self) -> usize {
-        lock(&self.state).violations
+        self.state.lock().violations
     }
 }
 
@@ -84,7 +83,7 @@ impl Sink for MemorySink {
         if broken {
             tracing::warn!(records = records.len(), bytes, too_large, "memory sink: a call broke the limits");
         }
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.records.extend_from_slice(records);
         state.call_sizes.push(records.len());
         state.violations += usize::from(broken);
@@ -304,16 +303,16 @@ impl<S: Sink> FaultSink<S> {
 
     /// Entries failed on purpose so far.
     pub fn entry_failures(&self) -> usize {
-        lock(&self.state).entry_failures
+        self.state.lock().entry_failures
     }
 
     /// Calls failed as a whole on purpose so far (`fail_calls` and `down`).
     pub fn call_failures(&self) -> usize {
-        lock(&self.state).call_failures
+        self.state.lock().call_failures
     }
 
     fn fail_call(&self, why: &str) -> SinkError {
-        lock(&self.state).call_failures += 1;
+        self.state.lock().call_failures += 1;
         SinkError::new(self.describe(), io::Error::other(why.to_owned()))
     }
 
@@ -321,7 +320,7 @@ impl<S: Sink> FaultSink<S> {
     fn choose(&self, records: &[Record]) -> (Vec<usize>, Vec<usize>) {
         let mut failed = Vec::new();
         let mut forwarded = Vec::with_capacity(records.len());
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         for (i, record) in records.iter().enumerate() {
             match state.doomed.get_mut(record) {
                 Some(left) if *left > 0 => {

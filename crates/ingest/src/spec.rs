@@ -82,23 +82,34 @@ type Aws = aws_config::SdkConfig;
 #[cfg(not(feature = "aws"))]
 type Aws = ();
 
-/// Builds the sink and the optional invalid-events sink, loading the AWS configuration once
-/// (one credentials chain, one connection pool) when either needs it. Hosts call this once, at
-/// start (Lambda: at init).
+/// The SDK configuration handle a host passes to [`open_sinks`]: `aws_setup::Aws` with the
+/// `aws` feature; without it (no AWS sink built in) a placeholder.
+#[cfg(feature = "aws")]
+pub use aws_setup::Aws as AwsConfig;
+/// The SDK configuration handle a host passes to [`open_sinks`]: `aws_setup::Aws` with the
+/// `aws` feature; without it (no AWS sink built in) a placeholder.
+#[cfg(not(feature = "aws"))]
+#[derive(Debug, Default)]
+pub struct AwsConfig;
+
+/// Builds the sink and the optional invalid-events sink, taking the AWS configuration from
+/// `aws` (loaded once, on first use) only when either needs it. Hosts call this once, at start
+/// (Lambda: at init).
 pub async fn open_sinks(
     sink: &SinkSpec,
     invalid: Option<&SinkSpec>,
+    aws: &AwsConfig,
 ) -> Result<(SharedSink, Option<SharedSink>), ConfigError> {
     let needs_aws = sink.is_aws() || invalid.is_some_and(SinkSpec::is_aws);
     #[cfg(feature = "aws")]
-    let aws = if needs_aws { Some(aws_setup::load().await) } else { None };
+    let aws: Option<&Aws> = if needs_aws { Some(aws.config().await) } else { None };
     #[cfg(not(feature = "aws"))]
-    let aws: Option<Aws> = {
-        let _ = needs_aws;
+    let aws: Option<&Aws> = {
+        let _ = (needs_aws, aws);
         None
     };
-    let main = sink.open(aws.as_ref())?;
-    let invalid = invalid.map(|spec| spec.open(aws.as_ref())).transpose()?;
+    let main = sink.open(aws)?;
+    let invalid = invalid.map(|spec| spec.open(aws)).transpose()?;
     Ok((main, invalid))
 }
 

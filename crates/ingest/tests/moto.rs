@@ -19,11 +19,11 @@ use std::collections::HashSet;
 
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_setup::emulator::{self, config as moto};
 use ingest::firehose::FirehoseSink;
 use ingest::kinesis::KinesisSink;
 use ingest::pack::{self, batches, lines};
 use ingest::{Limits, Record, Sink};
+use testkit::moto::{self as emulator, config as moto};
 
 /// The prefix template.yaml gives EventsDeliveryStream.
 const PREFIX: &str = "events/";

@@ -11,7 +11,7 @@ use serde_json::Value;
 /// This workspace's `hits` bootstrap (a binary of another package has no `CARGO_BIN_EXE_*`).
 fn hits_bootstrap() -> &'static Path {
     static BOOTSTRAP: OnceLock<PathBuf> = OnceLock::new();
-    BOOTSTRAP.get_or_init(|| lambda_emulator::workspace_bin("hits"))
+    BOOTSTRAP.get_or_init(|| testkit::emulator::workspace_bin("hits"))
 }
 
 fn latency(args: &[&str]) -> Output {

@@ -452,18 +452,13 @@ fn sizes_outside_lambda_s_range_are_refused_before_anything_is_called() {
 
 // --- moto. --------------------------------------------------------------------------------
 
-/// moto's endpoint, or `None` (skip) when `AWS_ENDPOINT_URL` is not set; with
-/// `HITS_TEST_REQUIRE_ALL=1` (scripts/test) a missing moto fails the test, as elsewhere.
+/// moto's endpoint, or `None` (skip, or fail under `TEST_REQUIRE_ALL=1`: `testkit::skip`) when
+/// `AWS_ENDPOINT_URL` is not set.
 fn moto() -> Option<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            assert!(
-                std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-                "AWS_ENDPOINT_URL is not set but HITS_TEST_REQUIRE_ALL=1: run scripts/test, or start \
-                 moto (scripts/moto start <pidfile>) and export AWS_ENDPOINT_URL"
-            );
-            eprintln!("skipped: AWS_ENDPOINT_URL is not set (no moto); scripts/test runs this against moto");
+            testkit::skip("needs moto: AWS_ENDPOINT_URL is not set (scripts/test starts it)");
             None
         }
     }
@@ -573,7 +568,7 @@ async fn on_moto_the_sweep_configures_waits_and_restores_and_a_missing_report_st
 
 fn hits_bootstrap() -> &'static Path {
     static BOOTSTRAP: OnceLock<PathBuf> = OnceLock::new();
-    BOOTSTRAP.get_or_init(|| lambda_emulator::workspace_bin("hits"))
+    BOOTSTRAP.get_or_init(|| testkit::emulator::workspace_bin("hits"))
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lambda_emulator::Emulator;
+use testkit::emulator::Emulator;
 
 mod common;
 use common::{hits_server, stderr, stdout};
@@ -25,12 +25,12 @@ fn latency(endpoint: &str, args: &[&str]) -> Output {
 
 /// This workspace's probe bootstrap (package `probe-lambda`, binary `probe`), built now.
 fn probe_bootstrap() -> PathBuf {
-    lambda_emulator::workspace_bin("probe")
+    testkit::emulator::workspace_bin("probe")
 }
 
 #[test]
 fn probe_via_lambda_runs_the_probe_bootstrap_through_the_invoke_api_and_prints_its_report() {
-    if !lambda_emulator::available() {
+    if !testkit::emulator::available() {
         return;
     }
     let emulator = Emulator::start(probe_bootstrap(), "_", &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")])
@@ -97,7 +97,7 @@ done
 
 #[test]
 fn a_failed_invocation_under_the_emulator_is_reported_with_the_function_s_error() {
-    if !lambda_emulator::available() {
+    if !testkit::emulator::available() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

@@ -73,11 +73,9 @@
 //! `dynamodb:UpdateItem` on the done table. [`Ledger::done`] needs `dynamodb:GetItem` and
 //! [`Ledger::reset`] `dynamodb:PutItem` on the done table.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
@@ -85,6 +83,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use tokio::sync::oneshot;
+
+use parking_lot::Mutex;
 
 use crate::{BoxFuture, Error, Ledger, Outcome};
 
@@ -99,8 +99,9 @@ pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(15 * 86_400);
 pub const MAX_ATTEMPTS: u32 = 10;
 /// The longest string DynamoDB takes as a partition key value, in bytes.
 const MAX_KEY_BYTES: usize = 2048;
-const BACKOFF_START: Duration = Duration::from_millis(20);
-const BACKOFF_CAP: Duration = Duration::from_secs(1);
+/// 20 ms doubling up to 1 s, of which a random part from half to all, so that processes that
+/// conflicted do not retry in step.
+const BACKOFF: retry::Backoff = retry::Backoff::equal(Duration::from_millis(20), Duration::from_secs(1));
 
 /// Counts message ids once each in DynamoDB (see the module docs for the scheme).
 pub struct DynamoDbLedger {
@@ -334,19 +335,6 @@ fn judge(rejection: Rejection, puts: usize) -> Judgement {
     Judgement { duplicates, next }
 }
 
-/// The pause before retry `retry` (1-based): 20 ms doubling up to 1 s, of which a random part
-/// from half to all (`jitter` in 0..1), so that processes that conflicted do not retry in step.
-fn backoff(retry: u32, jitter: f64) -> Duration {
-    let ceiling = BACKOFF_START.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(BACKOFF_CAP);
-    ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
-/// A number in 0..1 from std's randomly keyed hasher: jitter needs no more than that.
-fn jitter() -> f64 {
-    let bits = RandomState::new().hash_one(SystemTime::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// Epoch seconds `ttl` from now, for the messages table's TTL attribute.
 fn expires_at(ttl: Duration) -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().saturating_add(ttl).as_secs()
@@ -390,11 +378,6 @@ struct Queue {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Nothing panics while the lock is held but a guard's own drop: the queue stays whole.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn stats(&self) -> LedgerStats {
         LedgerStats {
             transactions: self.transactions.load(Ordering::Relaxed),
@@ -414,7 +397,7 @@ impl GroupCommit {
             .map_err(|_| Error::ledger(LEDGER, "record must be called on a tokio runtime"))?;
         let (reply, answer) = oneshot::channel();
         let become_committer = {
-            let mut queue = self.shared.lock();
+            let mut queue = self.shared.queue.lock();
             queue.pending.push_back((message_id.to_owned(), reply));
             !std::mem::replace(&mut queue.committing, true)
         };
@@ -432,7 +415,7 @@ async fn commit_loop(writer: Arc<dyn WriteGroup>, shared: Arc<Shared>, record_tt
     let mut guard = CommitterGuard { shared: &shared, finished: false };
     loop {
         let group = {
-            let mut queue = shared.lock();
+            let mut queue = shared.queue.lock();
             if queue.pending.is_empty() {
                 queue.committing = false;
                 guard.finished = true;
@@ -455,7 +438,7 @@ struct CommitterGuard<'a> {
 impl Drop for CommitterGuard<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let mut queue = self.shared.lock();
+            let mut queue = self.shared.queue.lock();
             queue.committing = false;
             queue.pending.clear();
         }
@@ -552,7 +535,7 @@ async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<E
                     group.into_iter().for_each(|entry| entry.settle(&Settled::Failed(detail.clone())));
                     return;
                 }
-                let delay = backoff(busy, jitter());
+                let delay = BACKOFF.delay(busy);
                 shared.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     group = size,
@@ -698,13 +681,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_20_ms_to_1_s_with_half_of_it_jittered() {
-        let ms = |retry, jitter| backoff(retry, jitter).as_millis();
+        let ms = |retry, jitter| BACKOFF.delay_at(retry, jitter).as_millis();
         assert_eq!([1, 2, 3, 4, 5, 6, 7, 20].map(|n| ms(n, 1.0)), [20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert_eq!([1, 2, 7].map(|n| ms(n, 0.0)), [10, 20, 500]);
         assert_eq!(ms(u32::MAX, 0.5), 750);
-        for _ in 0..100 {
-            assert!((0.0..1.0).contains(&jitter()));
-        }
     }
 
     #[test]
@@ -738,11 +718,11 @@ mod tests {
         }
 
         fn script(&self, rejections: impl IntoIterator<Item = Rejection>) {
-            self.script.lock().unwrap().extend(rejections);
+            self.script.lock().extend(rejections);
         }
 
         fn groups(&self) -> Vec<usize> {
-            self.groups.lock().unwrap().clone()
+            self.groups.lock().clone()
         }
 
         fn done(&self) -> u64 {
@@ -755,7 +735,7 @@ mod tests {
             Box::pin(async move {
                 let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                self.groups.lock().unwrap().push(ids.len());
+                self.groups.lock().push(ids.len());
                 tokio::time::sleep(self.latency).await;
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 assert!(!self.panic_once.swap(false, Ordering::SeqCst), "injected panic");
@@ -765,10 +745,10 @@ mod tests {
                         "ValidationException: multiple operations on one item".into(),
                     ));
                 }
-                if let Some(rejection) = self.script.lock().unwrap().pop_front() {
+                if let Some(rejection) = self.script.lock().pop_front() {
                     return Err(rejection);
                 }
-                let mut seen = self.seen.lock().unwrap();
+                let mut seen = self.seen.lock();
                 let mut codes: Vec<Option<String>> = ids
                     .iter()
                     .map(|id| seen.contains(*id).then(|| "ConditionalCheckFailed".into()))
@@ -850,7 +830,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ids_counted_before_are_duplicates_and_the_rest_is_committed_at_once() {
         let tables = FakeTables::new(10);
-        tables.seen.lock().unwrap().extend(["a".to_owned(), "c".to_owned()]);
+        tables.seen.lock().extend(["a".to_owned(), "c".to_owned()]);
         let commits = commits(&tables);
         let started = Instant::now();
         let outcomes = join_all(["a", "b", "c", "d"].map(|id| commits.record(id))).await;
@@ -895,7 +875,7 @@ mod tests {
         assert_eq!(tables.done(), 0);
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         // The ledger still works afterwards.
-        tables.script.lock().unwrap().clear();
+        tables.script.lock().clear();
         assert!(matches!(commits.record("a").await, Ok(Outcome::Counted)));
     }
 

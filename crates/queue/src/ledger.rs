@@ -6,8 +6,10 @@
 //! id is [`Outcome::Duplicate`] and leaves `done` alone. The caller acks either way.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::{BoxFuture, Error};
 
@@ -58,13 +60,13 @@ impl MemoryLedger {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<std::sync::MutexGuard<'_, State>, Error> {
+    fn check(&self) -> Result<MutexGuard<'_, State>, Error> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::ledger("memory", "down (fault injected)"));
         }
         // A panic elsewhere while holding the lock leaves consistent state: both fields are
         // updated together below.
-        Ok(self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Ok(self.state.lock())
     }
 }
 

@@ -29,5 +29,5 @@ pub use error::Error;
 pub use ledger::{Ledger, MemoryLedger, Outcome, SharedLedger};
 pub use worker::{ConsumeStats, Message, Verdict, Worker};
 
-/// A boxed, sendable future: the ports are object-safe traits.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+/// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).
+pub use futures_util::future::BoxFuture;

@@ -1,7 +1,7 @@
 #![cfg(feature = "amqp")]
 //! The RabbitMQ source against a real broker: `CALC_TEST_AMQP_URL` (scripts/rabbitmq starts a
 //! private one: `export CALC_TEST_AMQP_URL=$(scripts/rabbitmq start /tmp/rmq.pid)`). Without it
-//! the tests skip, unless `HITS_TEST_REQUIRE_ALL=1`, when they fail.
+//! the tests skip, unless `TEST_REQUIRE_ALL=1`, when they fail.
 //!
 //! Every test uses queues of its own and a worker on an in-memory ledger (wrapped to tally the
 //! ledger calls, which is how a test knows what the consumer has done so far).
@@ -20,11 +20,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use aws_setup::emulator::amqp_url;
+use testkit::moto::amqp_url;
 
 /// A queue name no other test or run uses.
 fn unique(prefix: &str) -> String {
-    aws_setup::emulator::unique(&format!("test-{prefix}"))
+    testkit::moto::unique(&format!("test-{prefix}"))
 }
 
 /// A [`MemoryLedger`] that tallies the calls to `record`, and can hold each successful one

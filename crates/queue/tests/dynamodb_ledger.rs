@@ -22,10 +22,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_setup::emulator::{self, config as moto};
 use futures_util::future::join_all;
 use queue::dynamodb::{DEFAULT_RECORD_TTL, DynamoDbLedger, LedgerStats, MAX_GROUP};
 use queue::{Error, Ledger, Outcome};
+use testkit::moto::{self as emulator, config as moto};
 
 /// A ledger on new tables, and a client to look at them.
 async fn ledger(config: &SdkConfig) -> (DynamoDbLedger, aws_sdk_dynamodb::Client, String) {

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use clap::Parser;
+use edge::server::{Exit, Shutdown};
 use queue::sqs::{MAX_BATCH, Received, SqsSource};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Parser)]
@@ -46,6 +47,10 @@ struct Args {
     /// How long an invocation may take before it counts as failed, seconds (the function's timeout).
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// After SIGTERM, how long the invocations in flight may take to finish and settle their
+    /// batches, seconds; past it the process exits 1 (their records come back to the queue).
+    #[arg(long, default_value = "35", value_parser = edge::server::seconds)]
+    shutdown_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +70,12 @@ struct Stats {
     returned: AtomicU64,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    edge::init_server_tracing();
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    edge::server::main("sqs-poller", args.shutdown_timeout, |shutdown| run(args, shutdown))
+}
+
+async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     aws_setup::install_tls_provider();
     let aws = aws_setup::load().await;
     let source = SqsSource::new(&aws, args.queue_url.clone());
@@ -78,18 +85,7 @@ async fn main() -> std::process::ExitCode {
     // which would fail the invocation before it was sent.
     let http =
         reqwest::Client::builder().timeout(Duration::from_secs(args.timeout)).pool_max_idle_per_host(0);
-    let http = match http.build() {
-        Ok(http) => http,
-        Err(e) => {
-            eprintln!("sqs-poller: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        edge::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let http = http.build().map_err(Exit::start)?;
     eprintln!(
         "sqs-poller: {} → {} (batch {}, window {} ms, concurrency {}, pollers {})",
         args.queue_url,
@@ -104,20 +100,26 @@ async fn main() -> std::process::ExitCode {
     let poller = Arc::new(Poller { source, http, args: args.clone(), arn, region, stats: stats.clone() });
     let mut pollers = Vec::new();
     for _ in 0..args.pollers.max(1) {
-        pollers.push(tokio::spawn(poller.clone().run(invocations.clone(), stop_rx.clone())));
+        pollers.push(tokio::spawn(poller.clone().run(invocations.clone(), shutdown.clone())));
     }
     for poller in pollers {
         let _ = poller.await;
     }
     // The invocations still running finish (and settle their batches) before the exit.
-    let _all = invocations.acquire_many(args.max_concurrency.max(1) as u32).await;
+    let all = u32::try_from(args.max_concurrency.max(1)).unwrap_or(u32::MAX);
+    let settled = shutdown.until_deadline(1.0, invocations.acquire_many(all)).await;
     eprintln!(
         "sqs-poller: stopped after {} invocations: {} records deleted, {} returned to the queue",
         stats.invocations.load(Ordering::Relaxed),
         stats.deleted.load(Ordering::Relaxed),
         stats.returned.load(Ordering::Relaxed)
     );
-    std::process::ExitCode::SUCCESS
+    match settled {
+        Some(_) => Ok(()),
+        None => {
+            Err(Exit::failed("invocations still running at the shutdown deadline; their records come back"))
+        }
+    }
 }
 
 /// `arn:aws:sqs:<region>:<account>:<name>` from `http(s)://host/<account>/<name>`.
@@ -140,7 +142,7 @@ struct Poller {
 impl Poller {
     /// Gathers a batch whenever an invocation slot is free, and hands it to an invocation of its
     /// own; stops gathering when told to.
-    async fn run(self: Arc<Self>, invocations: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, invocations: Arc<Semaphore>, shutdown: Shutdown) {
         let mut backoff = Duration::from_millis(100);
         loop {
             // A slot first: messages received without one would only sit invisible.
@@ -149,11 +151,11 @@ impl Poller {
                     Ok(slot) => slot,
                     Err(_) => return,
                 },
-                _ = stop.wait_for(|stop| *stop) => return,
+                () = shutdown.requested() => return,
             };
             let batch = tokio::select! {
                 batch = self.gather() => batch,
-                _ = stop.wait_for(|stop| *stop) => return,
+                () = shutdown.requested() => return,
             };
             match batch {
                 Ok(batch) if batch.is_empty() => {}

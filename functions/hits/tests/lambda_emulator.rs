@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use aws_setup::emulator;
-use lambda_emulator::Bootstrap;
+use testkit::emulator::Bootstrap;
+use testkit::moto;
 
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ mod common;
 use common::{http_api_event, rest_api_event};
 
 fn workspace() -> PathBuf {
-    lambda_emulator::workspace()
+    testkit::workspace()
 }
 
 /// The bootstrap to run: `HITS_BOOTSTRAP` (through `HITS_BOOTSTRAP_RUNNER`), else this build's.
@@ -30,13 +30,13 @@ fn bootstrap() -> Bootstrap {
 
 /// `cargo lambda watch --only-lambda-apis` plus the bootstrap, wired as Lambda would.
 struct Emulator {
-    emulator: lambda_emulator::Emulator,
+    emulator: testkit::emulator::Emulator,
     dir: tempfile::TempDir,
 }
 
 impl Emulator {
     fn start(hits_store: &str) -> Emulator {
-        let emulator = lambda_emulator::Emulator::start(bootstrap(), "_", &[("HITS_STORE", hits_store)])
+        let emulator = testkit::emulator::Emulator::start(bootstrap(), "_", &[("HITS_STORE", hits_store)])
             .expect("cargo-lambda was there a moment ago (preconditions)");
         Emulator { emulator, dir: tempfile::tempdir().expect("temp dir") }
     }
@@ -103,17 +103,17 @@ async fn exercise(emulator: &Emulator) -> u64 {
 
 /// `None` = skip (tools or emulator absent and not required).
 async fn preconditions() -> Option<aws_config::SdkConfig> {
-    if !lambda_emulator::available() {
+    if !testkit::emulator::available() {
         return None;
     }
-    emulator::config().await
+    moto::config().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
     let Some(config) = preconditions().await else { return };
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let table = emulator::counter_table(&dynamodb, "hits-emulator").await;
+    let table = moto::counter_table(&dynamodb, "hits-emulator").await;
     let emulator = Emulator::start(&format!("dynamodb:{table}"));
     let expected = exercise(&emulator).await;
     let item = dynamodb
@@ -131,7 +131,7 @@ async fn the_bootstrap_serves_hits_on_dynamodb_under_cargo_lambda_watch() {
 async fn the_bootstrap_serves_hits_on_s3_under_cargo_lambda_watch() {
     let Some(config) = preconditions().await else { return };
     let s3 = aws_setup::s3_client(&config);
-    let bucket = emulator::bucket(&s3, "hits-emulator").await;
+    let bucket = moto::bucket(&s3, "hits-emulator").await;
     let emulator = Emulator::start(&format!("s3:{bucket}/hits/count"));
     let expected = exercise(&emulator).await;
     let object = s3.get_object().bucket(&bucket).key("hits/count").send().await.unwrap();

@@ -353,7 +353,10 @@ fn socket_addr(url: &str) -> std::net::SocketAddr {
 }
 
 /// Waits for the server to exit, polling every millisecond: the exit status and when it was seen.
-fn exit_within(server: &mut Server, limit: Duration) -> Option<(std::process::ExitStatus, Instant)> {
+fn exit_within(
+    server: &mut testkit::process::Process,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, Instant)> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Some(status) = server.child.try_wait().unwrap() {

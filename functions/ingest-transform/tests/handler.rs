@@ -3,7 +3,7 @@
 //! from a DirectPut stream (no `kinesisRecordMetadata`).
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_lambda_events::event::firehose::{KinesisFirehoseEvent, KinesisFirehoseResponse};
 use lambda_runtime::{Context, LambdaEvent};
@@ -22,7 +22,7 @@ fn fixture(name: &str) -> (Value, KinesisFirehoseEvent) {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+    testkit::lock(&ONE_AT_A_TIME)
 }
 
 /// Runs [`ingest_transform::transform`] with its logs captured: (response, log text).

@@ -16,7 +16,7 @@ fn fixture(name: &str) -> Value {
 async fn the_bootstrap_answers_each_record_with_its_id_its_result_and_its_data_unchanged() {
     // This package's own binary, built by `cargo test` with the test's features.
     let bootstrap = env!("CARGO_BIN_EXE_ingest-transform");
-    let Some(emulator) = lambda_emulator::Emulator::start(bootstrap, "_", &[("NO_COLOR", "1")]) else {
+    let Some(emulator) = testkit::emulator::Emulator::start(bootstrap, "_", &[("NO_COLOR", "1")]) else {
         return;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -39,13 +39,13 @@ pub struct ServerArgs {
     #[arg(long, env = "INGEST_SPILL", default_value = "ingest-spill.ndjson")]
     pub spill: String,
     /// Seconds a sync request waits for the sink's acknowledgement before 503.
-    #[arg(long, env = "INGEST_SYNC_TIMEOUT", default_value_t = 10.0)]
-    pub sync_timeout: f64,
+    #[arg(long, env = "INGEST_SYNC_TIMEOUT", default_value = "10", value_parser = edge::server::seconds)]
+    pub sync_timeout: Duration,
     /// Seconds from SIGTERM to exit: in-flight requests finish, the buffer is flushed, the rest
     /// is spilled. Keep it under the platform's grace period (Fargate stopTimeout, k8s
     /// terminationGracePeriodSeconds).
-    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", default_value_t = 25.0)]
-    pub shutdown_timeout: f64,
+    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", default_value = "25", value_parser = edge::server::seconds)]
+    pub shutdown_timeout: Duration,
 }
 
 impl ServerArgs {
@@ -53,16 +53,9 @@ impl ServerArgs {
         (self.spill != "off" && !self.spill.is_empty()).then(|| PathBuf::from(&self.spill))
     }
 
-    pub fn buffer_config(&self) -> Result<ingest::batcher::BufferConfig, String> {
-        let secs = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(format!("{name} {v} is not a number of seconds"))
-            }
-        };
+    pub fn buffer_config(&self) -> Result<ingest::batcher::BufferConfig, ArgsError> {
         if self.max_in_flight == 0 {
-            return Err("--max-in-flight must be at least 1".into());
+            return Err(ArgsError("--max-in-flight must be at least 1"));
         }
         Ok(ingest::batcher::BufferConfig {
             max_buffer_bytes: self.buffer_bytes,
@@ -70,19 +63,16 @@ impl ServerArgs {
             max_in_flight: self.max_in_flight,
             pack_cap: self.pack_bytes,
             spill_path: self.spill_path(),
-            sync_timeout: secs("--sync-timeout", self.sync_timeout)?,
+            sync_timeout: self.sync_timeout,
             ..Default::default()
         })
     }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs_f64(if self.shutdown_timeout.is_finite() {
-            self.shutdown_timeout.max(0.0)
-        } else {
-            25.0
-        })
-    }
 }
+
+/// A combination of flags the server cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ArgsError(&'static str);
 
 /// The Lambda's settings, from its environment (template.yaml).
 #[derive(Debug, Clone)]
@@ -139,6 +129,6 @@ mod tests {
         let args =
             ServerArgs::try_parse_from(["ingest-server", "--spill", "off", "--max-in-flight", "0"]).unwrap();
         assert_eq!(args.spill_path(), None);
-        assert!(args.buffer_config().unwrap_err().contains("at least 1"));
+        assert!(args.buffer_config().unwrap_err().to_string().contains("at least 1"));
     }
 }

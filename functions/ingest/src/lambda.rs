@@ -10,9 +10,11 @@ use tower::ServiceBuilder;
 use crate::config::LambdaConfig;
 
 /// Builds the sinks (SDK clients) once, at init.
-pub async fn build(config: &LambdaConfig) -> Result<(SharedIngest, SharedSink), String> {
-    let (sink, invalid_sink) =
-        ingest::open_sinks(&config.sink, config.invalid_sink.as_ref()).await.map_err(|e| e.to_string())?;
+pub async fn build(
+    config: &LambdaConfig,
+    aws: &ingest::AwsConfig,
+) -> Result<(SharedIngest, SharedSink), ingest::ConfigError> {
+    let (sink, invalid_sink) = ingest::open_sinks(&config.sink, config.invalid_sink.as_ref(), aws).await?;
     let mut direct = DirectConfig::for_sink(sink.as_ref());
     direct.budget = config.budget;
     if let Some(cap) = config.pack_bytes {

@@ -1,51 +1,66 @@
 //! The serverful host: the router on a TCP listener in front of the batching buffer, with a
 //! graceful shutdown that loses nothing accepted.
 //!
-//! On SIGTERM / Ctrl-C: stop accepting connections, let in-flight requests finish (their events
+//! On SIGTERM / Ctrl-C (the server kit, `edge::server`): stop accepting connections, let in-flight requests finish (their events
 //! join the buffer), flush the buffer with retries, write whatever the sink still has not
 //! acknowledged to the spill file (replayed on the next start), exit 0 — all within
 //! `--shutdown-timeout`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use edge::server::{Exit, Shutdown};
 use ingest::SharedIngest;
 use ingest::batcher::{Buffered, ShutdownReport};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
+
+use crate::config::ServerArgs;
 
 /// The share of the shutdown deadline the HTTP drain may use; the rest is for the flush.
 const HTTP_DRAIN_SHARE: f64 = 0.25;
 
-/// Serves until SIGTERM / Ctrl-C (or `stop` resolves), then drains as described above.
+/// The whole server: opens and warms the sinks (unless the shutdown is requested first: nothing
+/// was accepted yet, so that is a clean stop), replays the spill file, listens, serves until the
+/// signal, and drains as the module doc says. A record neither delivered nor spilled fails it.
+pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
+    let config = args.buffer_config().map_err(Exit::start)?;
+    let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env());
+    let opening = async {
+        let (sink, invalid) = ingest::open_sinks(&args.sink, args.invalid_sink.as_ref(), &aws).await?;
+        if let Err(e) = sink.warm().await {
+            tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; buffering anyway");
+        }
+        Ok::<_, ingest::ConfigError>((sink, invalid))
+    };
+    let Some(opened) = shutdown.unless_requested(opening).await else {
+        return Ok(());
+    };
+    let (sink, invalid_sink) = opened.map_err(Exit::start)?;
+    let describe = sink.describe();
+    let buffered = Buffered::start(sink, invalid_sink, config)
+        .map_err(|e| Exit::start(format!("cannot replay the spill file: {e}")))?;
+    let listener = edge::server::listen(args.addr, &format!("sink: {describe}")).await?;
+    let report = serve(listener, Arc::new(buffered), &shutdown).await.map_err(Exit::failed)?;
+    if report.dropped_records > 0 {
+        return Err(Exit::failed(format!(
+            "{} records could be neither delivered nor spilled",
+            report.dropped_records
+        )));
+    }
+    Ok(())
+}
+
+/// Serves until the shutdown is requested, then drains as described above.
 pub async fn serve(
     listener: TcpListener,
     buffered: Arc<Buffered>,
-    shutdown_timeout: Duration,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: &Shutdown,
 ) -> std::io::Result<ShutdownReport> {
-    let (stopped_tx, mut stopped_rx) = tokio::sync::watch::channel(None::<Instant>);
     let app =
         crate::router(buffered.clone() as SharedIngest).layer(tower_http::trace::TraceLayer::new_for_http());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        tokio::select! { () = edge::shutdown_signal() => {}, () = stop => {} }
-        tracing::info!(?shutdown_timeout, "shutdown: finishing in-flight requests, then flushing the buffer");
-        let _ = stopped_tx.send(Some(Instant::now()));
-    });
-    let http_deadline = async {
-        let Ok(since) = stopped_rx.wait_for(Option::is_some).await.map(|s| s.unwrap_or_else(Instant::now))
-        else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep_until(since + shutdown_timeout.mul_f64(HTTP_DRAIN_SHARE)).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        () = http_deadline => tracing::warn!("in-flight requests did not finish in time; flushing anyway"),
+    if !edge::server::serve_http(listener, app, shutdown, HTTP_DRAIN_SHARE).await? {
+        tracing::warn!("flushing anyway");
     }
-    let since = (*stopped_rx.borrow()).unwrap_or_else(Instant::now);
-    let left = (since + shutdown_timeout).saturating_duration_since(Instant::now());
-    let report = buffered.shutdown(left).await;
+    let report = buffered.shutdown(shutdown.remaining()).await;
     tracing::info!(
         delivered = report.delivered_records,
         spilled = report.spilled_records,

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use aws_setup::emulator;
 use serde_json::{Value, json};
+use testkit::moto;
 
 mod common;
 use common::{event, eventually, ids, s3_lines};
@@ -54,16 +54,16 @@ async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_puts_events_into_firehose_under_cargo_lambda_watch() {
-    if !lambda_emulator::available() {
+    if !testkit::emulator::available() {
         return;
     }
-    let Some(config) = emulator::config().await else { return };
+    let Some(config) = moto::config().await else { return };
     let s3 = aws_setup::s3_client(&config);
     let firehose = aws_sdk_firehose::Client::new(&config);
-    let bucket = emulator::bucket(&s3, "ingest-lambda").await;
-    let events = emulator::delivery_stream(&firehose, &bucket, "events/").await;
-    let invalid = emulator::delivery_stream(&firehose, &bucket, "invalid/").await;
-    let emulator = lambda_emulator::Emulator::start(
+    let bucket = moto::bucket(&s3, "ingest-lambda").await;
+    let events = moto::delivery_stream(&firehose, &bucket, "events/").await;
+    let invalid = moto::delivery_stream(&firehose, &bucket, "invalid/").await;
+    let emulator = testkit::emulator::Emulator::start(
         env!("CARGO_BIN_EXE_ingest"),
         "_",
         &[

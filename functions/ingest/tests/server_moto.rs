@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_setup::emulator;
 use serde_json::{Value, json};
+use testkit::moto;
 
 mod common;
 use common::{Server, client, event, eventually, ids, s3_lines};
@@ -19,7 +19,7 @@ struct Aws {
 }
 
 async fn aws() -> Option<Aws> {
-    let config = emulator::config().await?;
+    let config = moto::config().await?;
     Some(Aws {
         s3: aws_setup::s3_client(&config),
         firehose: aws_sdk_firehose::Client::new(&config),
@@ -29,9 +29,9 @@ async fn aws() -> Option<Aws> {
 
 /// A bucket with an events stream (`events/`) and an invalid-events stream (`invalid/`).
 async fn streams(aws: &Aws) -> (String, String, String) {
-    let bucket = emulator::bucket(&aws.s3, "ingest").await;
-    let events = emulator::delivery_stream(&aws.firehose, &bucket, "events/").await;
-    let invalid = emulator::delivery_stream(&aws.firehose, &bucket, "invalid/").await;
+    let bucket = moto::bucket(&aws.s3, "ingest").await;
+    let events = moto::delivery_stream(&aws.firehose, &bucket, "events/").await;
+    let invalid = moto::delivery_stream(&aws.firehose, &bucket, "invalid/").await;
     (bucket, events, invalid)
 }
 
@@ -105,7 +105,7 @@ async fn events_from_concurrent_clients_land_in_s3_exactly_once_and_invalid_ones
     }
     sent.sort_unstable();
     assert!(sent.len() > 10_000, "{} events", sent.len());
-    let metrics = server.metrics(&client).await;
+    let metrics = common::metrics(&server, &client).await;
     assert_eq!(metrics["ingest_accepted_events_total"], sent.len() as f64);
     assert_eq!(metrics["ingest_invalid_events_total"], bad as f64);
     let delivered = eventually(Duration::from_secs(20), || async {
@@ -251,7 +251,7 @@ async fn producers_faster_than_the_sink_get_503_while_memory_stays_bounded() {
     for p in producers {
         p.await.unwrap();
     }
-    let metrics = server.metrics(&client).await;
+    let metrics = common::metrics(&server, &client).await;
     assert!(overloaded.load(Ordering::SeqCst) > 0, "the sink kept up; no backpressure was exercised");
     assert_eq!(metrics["ingest_rejected_requests_total"], overloaded.load(Ordering::SeqCst) as f64);
     // The buffer is 2 MiB; request bodies in flight (24 × ~45 KB) and the runtime come on top.
@@ -272,7 +272,7 @@ async fn producers_faster_than_the_sink_get_503_while_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_a_kinesis_stream_through_the_same_server() {
     let Some(aws) = aws().await else { return };
-    let stream = emulator::kinesis_stream(&aws.kinesis, "ingest", 2).await;
+    let stream = moto::kinesis_stream(&aws.kinesis, "ingest", 2).await;
     let mut server = Server::spawn(
         &["--spill", "off", "--linger-ms", "10"],
         &[("INGEST_SINK", &format!("kinesis:{stream}"))],

@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 /// The probe bootstrap under the emulator, and a client for its Invoke API.
 struct Emulator {
     client: reqwest::Client,
-    emulator: lambda_emulator::Emulator,
+    emulator: testkit::emulator::Emulator,
 }
 
 impl Emulator {
-    /// `None` (skip) when cargo-lambda is missing, unless HITS_TEST_REQUIRE_ALL=1 requires it.
+    /// `None` (skip) when cargo-lambda is missing, unless TEST_REQUIRE_ALL=1 requires it.
     fn start() -> Option<Emulator> {
-        let emulator = lambda_emulator::Emulator::start(
+        let emulator = testkit::emulator::Emulator::start(
             env!("CARGO_BIN_EXE_probe"),
             "_",
             &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")],

@@ -2,15 +2,9 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    edge::init_server_tracing();
+fn main() -> std::process::ExitCode {
     let args = calc_worker::config::ServerArgs::parse();
-    match calc_worker::server::run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("calc-worker-server: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    edge::server::main("calc-worker-server", args.shutdown_timeout, |shutdown| {
+        calc_worker::server::run(args, shutdown)
+    })
 }

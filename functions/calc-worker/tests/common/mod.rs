@@ -2,13 +2,12 @@
 //! worker processes (`calc-worker-server`, the `sqs-poller` shim) started and stopped.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_setup::emulator;
 use queue::dynamodb::DynamoDbLedger;
 use queue::sqs::SqsSource;
+use testkit::moto;
 
 /// moto resources for one test.
 pub struct Stack {
@@ -24,12 +23,11 @@ impl Stack {
     /// A fresh queue (+ DLQ after `max_receive_count` receives, `visibility_s` visibility) and
     /// fresh calc tables; `None` when moto is not configured (the test skips).
     pub async fn new(prefix: &str, max_receive_count: u32, visibility_s: u32) -> Option<Stack> {
-        let config = emulator::config().await?;
+        let config = moto::config().await?;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-        let (queue_url, dlq_url) =
-            emulator::queue_with_dlq(&sqs, prefix, max_receive_count, visibility_s).await;
-        let (done_table, messages_table) = emulator::calc_tables(&dynamodb, prefix).await;
+        let (queue_url, dlq_url) = moto::queue_with_dlq(&sqs, prefix, max_receive_count, visibility_s).await;
+        let (done_table, messages_table) = moto::calc_tables(&dynamodb, prefix).await;
         Some(Stack { config, sqs, queue_url, dlq_url, done_table, messages_table })
     }
 
@@ -81,27 +79,7 @@ pub fn bodies(xs: impl IntoIterator<Item = f64>) -> Vec<String> {
     xs.into_iter().map(queue::calc::body).collect()
 }
 
-/// Polls `check` every 100 ms until it is true or `timeout` passes; returns whether it held.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return true;
-        }
-        if started.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use testkit::{eventually, free_port};
 
 /// A child process, killed when dropped.
 pub struct Process {

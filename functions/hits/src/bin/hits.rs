@@ -1,15 +1,24 @@
-//! The `hits` Lambda function (`bootstrap`): store and SDK clients are built once, at init.
+//! The `hits` Lambda function (`bootstrap`): settings read and the store and SDK clients built
+//! once, at init.
+
+use hits::lambda::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     hits::lambda::init_tracing();
-    let counter = match counter::open_from_env().await {
-        Ok(counter) => counter,
+    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
+    let opened = match Settings::from_vars(|name| std::env::var(name).ok()) {
+        Ok(settings) => {
+            counter::open(&settings.store, &aws).await.map(|c| (c, settings)).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match opened {
+        Ok((counter, settings)) => hits::lambda::run(counter, &settings).await,
         Err(e) => {
             // An init failure: Lambda logs it and reports the exit; nothing to retry.
             tracing::error!("cannot start: {e}");
             std::process::exit(2);
         }
-    };
-    hits::lambda::run(counter).await
+    }
 }

@@ -11,75 +11,87 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// What `hits-server healthcheck` probes, and for how long.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Probe {
-    /// Where the server listens, as a client reaches it: an unspecified address (`0.0.0.0`,
-    /// `[::]`, what the server binds in a container) becomes the loopback of its family.
-    pub addr: SocketAddr,
-    /// The whole probe: connect, send, read the status line.
-    pub timeout: Duration,
+    /// The server's address (0.0.0.0 or [::] probe loopback, so the server's own --addr works
+    /// here too).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
+    /// How long the whole probe may take: connect, send, read the status line.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
 }
 
 impl Default for Probe {
     fn default() -> Self {
-        Probe { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)), timeout: Duration::from_millis(2000) }
+        Probe::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)), Duration::from_millis(2000))
     }
 }
+
+/// Why a probe failed, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unhealthy(String);
 
 /// The status line is all the probe reads; a server that sends more than this without one is
 /// not a healthy hits-server.
 const MAX_STATUS_LINE: usize = 1024;
 
 impl Probe {
-    /// Parses the arguments after `healthcheck`; `Err` holds the message to print.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Probe, String> {
-        let mut probe = Probe::default();
-        let mut flags = super::Flags::new(args, "healthcheck ");
-        while let Some((flag, inline)) = flags.next_flag() {
-            match flag.as_str() {
-                "--addr" => {
-                    let v = flags.value("--addr", inline)?;
-                    let addr: SocketAddr = v.parse().map_err(|_| {
-                        format!("healthcheck --addr {v:?} is not HOST:PORT (e.g. 127.0.0.1:8000)")
-                    })?;
-                    probe.addr = reachable(addr);
-                }
-                "--timeout-ms" => {
-                    let v = flags.value("--timeout-ms", inline)?;
-                    let ms: u64 =
-                        v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
-                            format!("healthcheck --timeout-ms {v:?} is not a positive number")
-                        })?;
-                    probe.timeout = Duration::from_millis(ms);
-                }
-                "-h" | "--help" => return Err(super::USAGE.to_owned()),
-                other => return Err(format!("unknown healthcheck argument {other:?}\n\n{}", super::USAGE)),
+    /// A probe of `addr` (as the server's `--addr` names it) within `timeout`.
+    pub fn new(addr: SocketAddr, timeout: Duration) -> Probe {
+        Probe { addr, timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1) }
+    }
+
+    /// Where the probe connects: an unspecified address (`0.0.0.0`, `[::]`, what the server
+    /// binds in a container) becomes the loopback of its family.
+    pub fn target(&self) -> SocketAddr {
+        reachable(self.addr)
+    }
+
+    /// How long the whole probe may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// One probe on one thread (it runs every few seconds next to the server it checks): exit 0
+    /// on a 200, 1 with the reason on stderr otherwise.
+    pub fn run(&self) -> std::process::ExitCode {
+        let checked = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(self.check()),
+            Err(e) => Err(Unhealthy(format!("cannot start the runtime: {e}"))),
+        };
+        match checked {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("hits-server healthcheck: {why}");
+                std::process::ExitCode::FAILURE
             }
         }
-        Ok(probe)
     }
 
     /// The URL probed, for messages.
     pub fn url(&self) -> String {
-        format!("http://{}/healthz", self.addr)
+        format!("http://{}/healthz", self.target())
     }
 
     /// `Ok` on a 200 within the timeout; `Err` says why not, in one line.
-    pub async fn check(&self) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.status()).await {
-            Ok(Ok(200)) => Ok(()),
-            Ok(Ok(status)) => Err(format!("{} answered {status}, not 200", self.url())),
-            Ok(Err(why)) => Err(format!("{}: {why}", self.url())),
-            Err(_) => Err(format!("{}: no status line within {} ms", self.url(), self.timeout.as_millis())),
-        }
+    pub async fn check(&self) -> Result<(), Unhealthy> {
+        let why = match tokio::time::timeout(self.timeout(), self.status()).await {
+            Ok(Ok(200)) => return Ok(()),
+            Ok(Ok(status)) => format!("{} answered {status}, not 200", self.url()),
+            Ok(Err(why)) => format!("{}: {why}", self.url()),
+            Err(_) => format!("{}: no status line within {} ms", self.url(), self.timeout_ms),
+        };
+        Err(Unhealthy(why))
     }
 
     /// Connects, sends `GET /healthz`, and reads up to the end of the status line.
     async fn status(&self) -> Result<u16, String> {
-        let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let target = self.target();
+        let stream = TcpStream::connect(target).await.map_err(|e| format!("cannot connect: {e}"))?;
         let request = format!(
-            "GET /healthz HTTP/1.1\r\nHost: {}\r\nUser-Agent: hits-server-healthcheck\r\nConnection: close\r\n\r\n",
-            self.addr
+            "GET /healthz HTTP/1.1\r\nHost: {target}\r\nUser-Agent: hits-server-healthcheck\r\nConnection: close\r\n\r\n"
         );
         let mut sent = 0;
         while sent < request.len() {
@@ -134,37 +146,41 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn parse(args: &[&str]) -> Result<Probe, String> {
-        Probe::parse(args.iter().map(|s| s.to_string()))
+        let args = ["hits-server", "healthcheck"].iter().chain(args).map(|s| s.to_string());
+        match crate::server::Command::parse(args.skip(1)).map_err(|e| e.to_string())? {
+            crate::server::Command::Healthcheck(probe) => Ok(probe),
+            other => Err(format!("not a healthcheck: {other:?}")),
+        }
     }
 
     #[test]
     fn the_probe_defaults_to_the_servers_port_on_loopback_within_two_seconds() {
         let probe = parse(&[]).unwrap();
-        assert_eq!(probe.addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(probe.timeout, Duration::from_millis(2000));
+        assert_eq!(probe.target().to_string(), "127.0.0.1:8000");
+        assert_eq!(probe.timeout(), Duration::from_millis(2000));
         assert_eq!(probe.url(), "http://127.0.0.1:8000/healthz");
     }
 
     #[test]
     fn an_unspecified_listen_address_is_probed_on_loopback() {
-        assert_eq!(parse(&["--addr", "0.0.0.0:9000"]).unwrap().addr.to_string(), "127.0.0.1:9000");
-        assert_eq!(parse(&["--addr=[::]:9000"]).unwrap().addr.to_string(), "[::1]:9000");
-        assert_eq!(parse(&["--addr", "10.0.3.7:8000"]).unwrap().addr.to_string(), "10.0.3.7:8000");
+        assert_eq!(parse(&["--addr", "0.0.0.0:9000"]).unwrap().target().to_string(), "127.0.0.1:9000");
+        assert_eq!(parse(&["--addr=[::]:9000"]).unwrap().target().to_string(), "[::1]:9000");
+        assert_eq!(parse(&["--addr", "10.0.3.7:8000"]).unwrap().target().to_string(), "10.0.3.7:8000");
     }
 
     #[test]
     fn the_probe_timeout_is_in_milliseconds() {
-        assert_eq!(parse(&["--timeout-ms", "250"]).unwrap().timeout, Duration::from_millis(250));
-        assert_eq!(parse(&["--timeout-ms=5000"]).unwrap().timeout, Duration::from_secs(5));
+        assert_eq!(parse(&["--timeout-ms", "250"]).unwrap().timeout(), Duration::from_millis(250));
+        assert_eq!(parse(&["--timeout-ms=5000"]).unwrap().timeout(), Duration::from_secs(5));
     }
 
     #[test]
     fn bad_probe_arguments_are_explained() {
-        assert!(parse(&["--addr", "localhost:8000"]).unwrap_err().contains("HOST:PORT"));
-        assert!(parse(&["--timeout-ms", "0"]).unwrap_err().contains("positive"));
-        assert!(parse(&["--timeout-ms", "2s"]).unwrap_err().contains("positive"));
-        assert!(parse(&["--timeout-ms"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&["--shutdown-timeout", "1"]).unwrap_err().contains("unknown healthcheck argument"));
+        assert!(parse(&["--addr", "localhost:8000"]).unwrap_err().contains("--addr"));
+        assert!(parse(&["--timeout-ms", "0"]).unwrap_err().contains("--timeout-ms"));
+        assert!(parse(&["--timeout-ms", "2s"]).unwrap_err().contains("--timeout-ms"));
+        assert!(parse(&["--timeout-ms"]).unwrap_err().contains("value"));
+        assert!(parse(&["--shutdown-timeout", "1"]).unwrap_err().contains("--shutdown-timeout"));
     }
 
     #[test]
@@ -195,7 +211,7 @@ mod tests {
     }
 
     fn probe(addr: SocketAddr) -> Probe {
-        Probe { addr, timeout: Duration::from_millis(500) }
+        Probe::new(addr, Duration::from_millis(500))
     }
 
     #[tokio::test]
@@ -207,21 +223,21 @@ mod tests {
     #[tokio::test]
     async fn any_other_status_is_not() {
         let addr = one_shot(Some("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")).await;
-        let why = probe(addr).check().await.unwrap_err();
+        let why = probe(addr).check().await.unwrap_err().to_string();
         assert!(why.contains("answered 503, not 200"), "{why}");
     }
 
     #[tokio::test]
     async fn a_server_that_never_answers_times_out() {
         let addr = one_shot(None).await;
-        let why = probe(addr).check().await.unwrap_err();
+        let why = probe(addr).check().await.unwrap_err().to_string();
         assert!(why.contains("no status line within 500 ms"), "{why}");
     }
 
     #[tokio::test]
     async fn nothing_listening_is_a_refused_connection() {
         let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let why = probe(addr).check().await.unwrap_err();
+        let why = probe(addr).check().await.unwrap_err().to_string();
         assert!(why.contains("cannot connect"), "{why}");
         assert!(!why.contains('\n'), "one line: {why}");
     }

@@ -2,74 +2,28 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-pub struct Server {
-    pub url: String,
-    pub child: Child,
-}
+use testkit::process::Process;
+
+/// The real `hits-server` binary, started with `HITS_STORE` cleared and then `env`.
+pub struct Server;
 
 impl Server {
-    /// Starts `hits-server --addr 127.0.0.1:0` with `env` and waits for its `listening on` line.
-    pub fn spawn(env: &[(&str, &str)]) -> Server {
+    /// `hits-server --addr 127.0.0.1:0 --shutdown-timeout 10` with `env`, once it listens.
+    pub fn spawn(env: &[(&str, &str)]) -> Process {
         Server::spawn_with_args(&["--addr", "127.0.0.1:0", "--shutdown-timeout", "10"], env)
     }
 
-    /// Starts `hits-server` with `args` (which must listen on a port it prints) and `env`.
-    pub fn spawn_with_args(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hits-server"));
-        command
-            .args(args)
-            .env_remove("HITS_STORE")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("start hits-server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(20)).expect("hits-server did not say where it listens");
-        Server { url, child }
-    }
-
-    /// Kills the server now (SIGKILL) and reaps it.
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits for the process to exit, at most `limit`; `None` if it is still running.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
+    /// `hits-server` with `args` (which must listen on a port it prints) and `env`.
+    pub fn spawn_with_args(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Process::serve(
+            Command::new(env!("CARGO_BIN_EXE_hits-server"))
+                .args(args)
+                .env_remove("HITS_STORE")
+                .envs(env.iter().copied()),
+        )
     }
 }
 

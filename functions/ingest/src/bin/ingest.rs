@@ -4,7 +4,10 @@
 async fn main() -> Result<(), lambda_http::Error> {
     edge::init_lambda_tracing();
     let built = match ingest_fn::config::LambdaConfig::from_env() {
-        Ok(config) => ingest_fn::lambda::build(&config).await,
+        Ok(config) => {
+            let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env());
+            ingest_fn::lambda::build(&config, &aws).await.map_err(|e| e.to_string())
+        }
         Err(e) => Err(e),
     };
     let (ingest, sink) = built.unwrap_or_else(|e| {

@@ -1,23 +1,24 @@
-//! Test support: a Lambda bootstrap under `cargo lambda watch --only-lambda-apis` (cargo-lambda's
-//! Lambda Runtime API emulator, from PyPI `cargo-lambda`; scripts/env.sh puts it on PATH), wired
-//! as Lambda would run it, and binaries of other workspace packages built on demand.
+//! A Lambda bootstrap under `cargo lambda watch --only-lambda-apis` (cargo-lambda's Lambda
+//! Runtime API emulator, from PyPI `cargo-lambda`; scripts/env.sh puts it on PATH), wired as
+//! Lambda would run it, and binaries of other workspace packages built on demand.
 //!
 //! ```no_run
-//! let bootstrap = lambda_emulator::workspace_bin("probe");
-//! let Some(emulator) = lambda_emulator::Emulator::start(&bootstrap, "_", &[]) else { return };
+//! let bootstrap = testkit::emulator::workspace_bin("probe");
+//! let Some(emulator) = testkit::emulator::Emulator::start(&bootstrap, "_", &[]) else { return };
 //! // The AWS SDK's Invoke goes here with AWS_ENDPOINT_URL_LAMBDA=emulator.endpoint().
 //! println!("{}", emulator.invoke_url("_"));
 //! ```
 //!
-//! A test skips (`None`, with a note on stderr) when cargo-lambda is missing, unless
-//! `HITS_TEST_REQUIRE_ALL=1` (scripts/test sets it): then it panics, so CI never passes by
-//! skipping.
+//! A test skips ([`crate::skip`]) when cargo-lambda is missing, and fails instead under
+//! [`crate::required`].
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+
+use crate::workspace;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,32 +26,7 @@ use std::time::{Duration, Instant};
 /// How long `cargo lambda watch` may take to listen on its port.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The workspace root (where `cargo lambda watch` runs and `workspace_bin` builds): the nearest
-/// directory above the running test's package (cargo runs tests there) whose `Cargo.toml` has a
-/// `[workspace]`. Found at run time, not baked in with `env!`: a shared `CARGO_TARGET_DIR` may
-/// hand this crate's build from another checkout of the workspace to this one.
-pub fn workspace() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."));
-    start
-        .ancestors()
-        .find(|dir| {
-            std::fs::read_to_string(dir.join("Cargo.toml"))
-                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
-        })
-        .map(Path::to_path_buf)
-        .unwrap_or(start)
-}
-
-/// `HITS_TEST_REQUIRE_ALL=1`: tests that need a tool fail instead of skipping.
-pub fn required() -> bool {
-    std::env::var("HITS_TEST_REQUIRE_ALL").as_deref() == Ok("1")
-}
-
-/// Whether `cargo-lambda` runs. `false` means skip (a note goes to stderr); with
-/// `HITS_TEST_REQUIRE_ALL=1` a missing cargo-lambda panics instead.
+/// Whether `cargo-lambda` runs. `false` means skip ([`crate::skip`] says so).
 pub fn available() -> bool {
     let have = Command::new("cargo-lambda")
         .args(["lambda", "--version"])
@@ -59,8 +35,9 @@ pub fn available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !have {
-        assert!(!required(), "needs cargo-lambda on PATH: run scripts/test");
-        eprintln!("skipped: needs cargo-lambda (run scripts/test)");
+        crate::skip(
+            "needs cargo-lambda on PATH (scripts/bootstrap installs it into .venv; scripts/test runs it)",
+        );
     }
     have
 }
@@ -72,9 +49,7 @@ pub fn available() -> bool {
 /// so it holds for any `CARGO_TARGET_DIR`. Built once per process; panics if the build fails.
 pub fn workspace_bin(bin: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let built = BUILT.get_or_init(Mutex::default);
-    // A panic while building poisons nothing we rely on: the map only ever holds finished paths.
-    let mut built = built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = crate::lock(BUILT.get_or_init(Mutex::default));
     let key = bin.to_owned();
     if let Some(path) = built.get(&key) {
         return path.clone();
