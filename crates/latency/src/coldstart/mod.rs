@@ -42,7 +42,7 @@ use crate::error::Error;
 /// A real API Gateway HTTP API (v2) event (the `lambda_http` crate's test data, kept with the
 /// function's tests); [`default_event`] turns it into `GET /hits`.
 const HTTP_API_EVENT: &str =
-    include_str!("../../../functions/hits/tests/fixtures/apigw_v2_proxy_request.json");
+    include_str!("../../../../functions/hits/tests/fixtures/apigw_v2_proxy_request.json");
 /// How the built-in event is named in output.
 pub(crate) const DEFAULT_EVENT_SOURCE: &str = "API Gateway HTTP API (v2) GET /hits";
 /// Lambda's CPU allocation: one full vCPU at this memory size, proportionally below it.
