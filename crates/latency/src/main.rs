@@ -12,6 +12,7 @@ mod coldstart;
 mod cost_cmd;
 mod error;
 mod invoke;
+mod local_state;
 mod probe_cmd;
 mod queue;
 mod report;

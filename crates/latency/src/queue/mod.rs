@@ -134,8 +134,8 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<(), Error> {
     let setup = match args.local {
         true => {
-            let root = crate::report::workspace_root()?;
-            let path = crate::report::local_state_dir(&root).join("queue.toml");
+            let root = crate::local_state::workspace_root()?;
+            let path = crate::local_state::local_state_dir(&root).join("queue.toml");
             config::load_local(&path, args.path.as_deref())?
         }
         false => Setup {
