@@ -1,13 +1,9 @@
 //! The model: a profile's quantities × a book's prices = an itemised estimate.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::Deserialize;
-
+use crate::arch::Arch;
 use crate::book::PriceBook;
+use crate::numbers::{amount, round_to, thousands, trim_number};
 use crate::profile::{Profile, RecordSizing};
-use crate::render::{amount, thousands};
 use crate::{CostError, firehose_billed_bytes};
 
 /// Hours in the billing month the model uses (AWS's own convention: 8,760 / 12).
@@ -17,56 +13,6 @@ const MILLION: f64 = 1_000_000.0;
 const SECONDS_PER_MONTH: f64 = HOURS_PER_MONTH * 3600.0;
 /// Lambda's longest timeout; longer durations are a mistake in the input.
 const MAX_LAMBDA_MS: f64 = 900_000.0;
-
-/// Lambda instruction set architecture; arm64 (Graviton) is about 20% cheaper per GB-second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum Arch {
-    /// Intel/AMD.
-    #[serde(rename = "x86_64")]
-    X86_64,
-    /// Graviton.
-    #[serde(rename = "arm64")]
-    Arm64,
-}
-
-impl Arch {
-    /// The price key of a GB-second on this architecture.
-    pub fn price_key(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "lambda.gb_second_x86_64",
-            Arch::Arm64 => "lambda.gb_second_arm64",
-        }
-    }
-
-    /// `x86_64` or `arm64`, as Lambda spells them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Arch {
-    type Err = CostError;
-
-    /// Accepts `x86_64` / `amd64` / `x86-64` and `arm64` / `aarch64`.
-    fn from_str(s: &str) -> Result<Arch, CostError> {
-        match s.to_ascii_lowercase().as_str() {
-            "x86_64" | "x86-64" | "amd64" => Ok(Arch::X86_64),
-            "arm64" | "aarch64" => Ok(Arch::Arm64),
-            _ => {
-                Err(CostError::InvalidParam { name: "arch", reason: format!("`{s}` is not x86_64 or arm64") })
-            }
-        }
-    }
-}
 
 /// What to estimate for. `None` fields take the profile's defaults; fields that do not apply to
 /// a profile (Lambda settings for EC2, say) are ignored.
@@ -655,29 +601,4 @@ fn check_params(params: &Params) -> Result<(), CostError> {
         return invalid("utilisation", format!("{u} is not within 0 < u ≤ 1"));
     }
     Ok(())
-}
-
-/// `v` rounded to `decimals` decimal places.
-pub(crate) fn round_to(v: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (v * scale).round() / scale
-}
-
-/// A number without trailing zeros: 16, 0.25, 5.5.
-pub(crate) fn trim_number(v: f64) -> String {
-    crate::render::significant(v, 6, 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arch_parses_the_usual_spellings() {
-        assert_eq!("arm64".parse::<Arch>(), Ok(Arch::Arm64));
-        assert_eq!("aarch64".parse::<Arch>(), Ok(Arch::Arm64));
-        assert_eq!("x86_64".parse::<Arch>(), Ok(Arch::X86_64));
-        assert_eq!("AMD64".parse::<Arch>(), Ok(Arch::X86_64));
-        assert!("sparc".parse::<Arch>().is_err());
-    }
 }
