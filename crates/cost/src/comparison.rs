@@ -3,8 +3,9 @@
 
 use crate::book::PriceBook;
 use crate::estimate::{Estimate, HOURS_PER_MONTH, Params, estimate};
+use crate::numbers::{amount, money, significant, thousands};
 use crate::profile::profile;
-use crate::render::{Format, Row, Table, amount, money, significant, thousands};
+use crate::render::{Format, Row, Table};
 use crate::{CostError, GB_BYTES, firehose_billed_bytes};
 
 /// The architectures compared, in the order printed: the Lambda path behind each API Gateway

@@ -59,32 +59,35 @@
 
 #![warn(missing_docs)]
 
+mod arch;
 mod book;
 mod comparison;
 mod estimate;
 mod ingest;
+mod numbers;
 mod profile;
 mod render;
 
+pub use arch::Arch;
 pub use book::{Price, PriceBook, REQUIRED_PRICES, book, builtin_books};
 pub use comparison::{
     FirehosePacking, INGEST_PROFILES, IngestComparison, IngestLoad, SEED_001_ELIXIR, SeedReference,
     compare_ingest,
 };
 pub use estimate::{
-    Arch, Basis, Estimate, FleetUsage, HOURS_PER_MONTH, LambdaUsage, Line, Params, RecordUsage, billed_ms,
-    estimate,
+    Basis, Estimate, FleetUsage, HOURS_PER_MONTH, LambdaUsage, Line, Params, RecordUsage, billed_ms, estimate,
 };
 pub use ingest::{
     FIREHOSE_MAX_RECORD_BYTES, FIREHOSE_RECORD_INCREMENT_BYTES, GB_BYTES, KINESIS_MAX_RECORD_BYTES,
     KINESIS_PUT_UNIT_BYTES, SQS_MAX_MESSAGE_BYTES, SQS_REQUEST_CHUNK_BYTES, firehose_billed_bytes,
     kinesis_put_units, sqs_requests,
 };
+pub use numbers::{amount, money, thousands};
 pub use profile::{
     Buffer, Fargate, Fleet, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile,
     profiles,
 };
-pub use render::{Format, amount, money, render_summary, thousands};
+pub use render::{Format, render_summary};
 
 /// Everything that can go wrong in this crate: a malformed price or profile file (naming the file
 /// and the key), an unknown region, date or architecture, or a parameter out of range.

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::CostError;
-use crate::estimate::Arch;
+use crate::arch::Arch;
 
 const BUILTIN_NAME: &str = "profiles.toml";
 const BUILTIN_TEXT: &str = include_str!("../profiles.toml");

@@ -12,8 +12,9 @@ mod coldstart;
 mod cost_cmd;
 mod error;
 mod invoke;
+mod local_state;
 mod probe_cmd;
-mod queue_cmd;
+mod queue;
 mod report;
 mod sweep;
 mod targets;
@@ -40,7 +41,7 @@ enum Command {
     /// Play the Lambda Runtime API for a bootstrap: time to init and to the first responses.
     ColdStart(coldstart::Args),
     /// Post N calc(x) jobs with x ~ U(0, max) and time them until all are done.
-    Queue(queue_cmd::Args),
+    Queue(queue::Args),
     /// One function at several memory sizes (a deployed one, or the hits bootstrap here under
     /// Lambda's CPU share): duration, billed duration and cost per size, power-tuning style.
     Sweep(sweep::Args),
@@ -69,7 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Report(args) => report::run(args).await,
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
-            Command::Queue(args) => queue_cmd::run(args).await,
+            Command::Queue(args) => queue::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
         }
     });

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::chart;
 use crate::cost_cmd::PriceArgs;
 use crate::error::Error;
+use crate::local_state;
 use crate::probe_cmd::{self, RunArgs};
 use crate::sweep;
 use crate::targets::{self, Target};
@@ -447,9 +448,9 @@ impl Stack {
 /// The local variants' targets (`.local/targets.toml`, written by `scripts/local up`), starting
 /// the stack first when it is not running.
 fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Error> {
-    let root = workspace_root()?;
+    let root = local_state::workspace_root()?;
     let script = root.join("scripts/local");
-    let path = local_state_dir(&root).join("targets.toml");
+    let path = local_state::local_state_dir(&root).join("targets.toml");
     let running = path.exists()
         && Command::new(&script)
             .arg("status")
@@ -476,25 +477,4 @@ fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Erro
     }
     let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
     Ok((targets::parse(&text, &path.display().to_string())?, started))
-}
-
-/// The checkout this binary was built from, or the current directory's, whichever has
-/// `scripts/local`.
-/// Where `scripts/local` keeps its state: `$HITS_LOCAL_STATE` (as scripts/test sets it), else
-/// `<checkout>/.local`.
-pub(crate) fn local_state_dir(root: &Path) -> PathBuf {
-    std::env::var_os("HITS_LOCAL_STATE")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".local"))
-}
-
-pub(crate) fn workspace_root() -> Result<PathBuf, Error> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut candidates: Vec<PathBuf> =
-        std::env::current_dir().map(|d| d.ancestors().map(Path::to_path_buf).collect()).unwrap_or_default();
-    candidates.push(built_from);
-    candidates.into_iter().find(|dir| dir.join("scripts/local").is_file()).ok_or_else(|| {
-        Error::Invalid("--local needs a checkout of this repository (scripts/local not found)".into())
-    })
 }

@@ -192,7 +192,7 @@ impl Backend for LocalBootstrap {
 /// This checkout's `hits` bootstrap, built now (release, or debug with `debug`): cargo's own
 /// `compiler-artifact` message names the executable, whatever `CARGO_TARGET_DIR` is.
 pub(crate) fn build_hits(debug: bool) -> Result<PathBuf, Error> {
-    let root = crate::report::workspace_root()?;
+    let root = crate::local_state::workspace_root()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command.args([

@@ -1,0 +1,28 @@
+//! Where this checkout and the local stack's state are: the workspace root (the checkout with
+//! `scripts/local`) and the directory `scripts/local` writes its state files to (`targets.toml`,
+//! `queue.toml`). Used by `report --local`, `queue --local` and the local sweep's build.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Where `scripts/local` keeps its state: `$HITS_LOCAL_STATE` (as scripts/test sets it), else
+/// `<checkout>/.local`.
+pub(crate) fn local_state_dir(root: &Path) -> PathBuf {
+    std::env::var_os("HITS_LOCAL_STATE")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".local"))
+}
+
+/// The checkout this binary was built from, or the current directory's, whichever has
+/// `scripts/local`.
+pub(crate) fn workspace_root() -> Result<PathBuf, Error> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut candidates: Vec<PathBuf> =
+        std::env::current_dir().map(|d| d.ancestors().map(Path::to_path_buf).collect()).unwrap_or_default();
+    candidates.push(built_from);
+    candidates.into_iter().find(|dir| dir.join("scripts/local").is_file()).ok_or_else(|| {
+        Error::Invalid("--local needs a checkout of this repository (scripts/local not found)".into())
+    })
+}
