@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""hits-server against the original's Python server (FastAPI + uvicorn), under the same wrk load.
+"""hits-server against nginx (the limit) and the original's Python server (FastAPI + uvicorn),
+under the same wrk load.
 
 Started by scripts/bench-http, which builds hits-server (release), installs the pinned FastAPI
-stack (.venv) and wrk. Standard library only. For each server: start it with 2 workers, wait
-until /healthz answers, run a wrk warmup, then the measured wrk run, sampling the RSS and CPU
-time of the server's whole process tree (uvicorn's master and workers) every 100 ms. Prints the
-servers side by side, the ratios, whether the targets (>= 10x throughput, <= 1/10 p99 on the
-memory store) are met, and checks hits-server's count against what wrk saw.
+stack (.venv), wrk and nginx. Standard library only. For each server: start it with 2 workers,
+wait until /healthz answers, run a wrk warmup, then the measured wrk run, sampling the RSS and CPU
+time of the server's whole process tree (uvicorn's or nginx's master and workers) every 100 ms.
+
+nginx answers `GET /hits` with a fixed `return 200` (no counter at all): what serving a tiny
+response over HTTP/1.1 keep-alive costs on this machine. hits-server and nginx are measured in
+alternating rounds (`--rounds`, default 3), so drift of the machine hits both alike; the ratio
+is the median of the rounds' ratios. Prints the servers side by side, the ratios, whether the
+targets are met (>= 0.85x nginx; >= 10x FastAPI's throughput and <= 1/10 its p99, on the memory
+store), and checks hits-server's count against what wrk saw in every round.
 """
 
 from __future__ import annotations
@@ -31,6 +37,28 @@ PAGE_SIZE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 THROUGHPUT_TARGET = 10.0
 P99_TARGET = 10.0
+NGINX_TARGET = 0.85
+NGINX_CONF = """worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    # hyper keeps a connection for any number of requests; nginx closes it after 1000 by default.
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    fastcgi_temp_path {dir}/nginx-fastcgi;
+    uwsgi_temp_path {dir}/nginx-uwsgi;
+    scgi_temp_path {dir}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /hits {{ default_type text/plain; add_header Cache-Control no-store; return 200 "1"; }}
+        location = /healthz {{ default_type application/json; return 200 '{{"status":"pass"}}'; }}
+    }}
+}}
+"""
 
 
 class BenchError(Exception):
@@ -208,7 +236,7 @@ def measure(server: Server, args: argparse.Namespace, workdir: Path) -> Result:
 
 def servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("HITS_")}
-    hits_port, asyncio_port, uvloop_port = free_port(), free_port(), free_port()
+    hits_port, asyncio_port, uvloop_port, nginx_port = free_port(), free_port(), free_port(), free_port()
     store = "memory" if args.store == "memory" else f"file:{workdir / 'count'}"
     hits_env = base_env | {
         "HITS_STORE": store,
@@ -219,9 +247,14 @@ def servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     python = str(ROOT / ".venv" / "bin" / "python")
     uvicorn = [python, "-m", "uvicorn", "--app-dir", str(ROOT / "bench" / "fastapi"), "app:app",
                "--host", "127.0.0.1", "--workers", "2", "--no-access-log", "--log-level", "warning"]
+    conf = workdir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=workdir, port=nginx_port))
     return [
         Server("hits", f"hits-server ({args.store})", "2 tokio threads",
                [args.hits_server, "--addr", f"127.0.0.1:{hits_port}"], hits_env, True),
+        Server("nginx", "nginx, return 200", "2 processes",
+               [args.nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "nginx-error.log")],
+               base_env | {"BENCH_BASE_URL": f"http://127.0.0.1:{nginx_port}"}, False),
         Server("fastapi", "FastAPI as the original", "2 processes",
                [*uvicorn, "--port", str(asyncio_port), "--loop", "asyncio", "--http", "h11"],
                base_env | {"BENCH_BASE_URL": f"http://127.0.0.1:{asyncio_port}"}, False),
@@ -239,12 +272,22 @@ def ms(us: float) -> str:
     return f"{us / 1000:.3f}"
 
 
-def report(results: list[Result], args: argparse.Namespace) -> bool:
-    """Prints the table, ratios, targets and the count check; False if the count is wrong."""
+def median_result(results: list[Result]) -> Result:
+    """The round with the median requests/s (the lower middle one for an even count)."""
+    ranked = sorted(results, key=lambda r: r.run["rps"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def report(rounds: list[tuple[Result, Result]], pythons: list[Result], args: argparse.Namespace) -> bool:
+    """Prints the table, ratios, targets and the count checks; False if a count is wrong."""
+    hits = median_result([h for h, _ in rounds])
+    nginx = median_result([n for _, n in rounds])
+    results = [hits, nginx, *pythons]
     print()
     print(f"GET /hits over loopback: wrk {args.threads} threads, {args.connections} connections, "
           f"{args.duration} s after a {args.warmup} s warmup, keep-alive")
     print(f"machine: {os.cpu_count()} CPUs, shared by the server and wrk (no pinning), same for every server")
+    print(f"hits-server and nginx: {len(rounds)} alternating rounds, the median round of each shown")
     print("FastAPI as the original = plain `uvicorn` (h11, asyncio); at its fastest = uvloop + httptools;")
     print("both without the access log (the original logged every request, which is slower still)")
     print()
@@ -272,11 +315,22 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     for name, values in rows:
         print(name.ljust(width) + "".join(v.rjust(c) for v, c in zip(values, columns)))
 
-    hits, pythons = results[0], results[1:]
     print()
     all_met = True
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else float("nan")
+
+    ratios = [ratio(h.run["rps"], n.run["rps"]) for h, n in rounds]
+    for i, ((h, n), r) in enumerate(zip(rounds, ratios), 1):
+        print(f"round {i}: hits-server {h.run['rps']:.0f} req/s, nginx {n.run['rps']:.0f} req/s: x{r:.2f}")
+    vs_nginx = statistics.median(ratios)
+    met_n = vs_nginx >= NGINX_TARGET
+    if args.store == "memory":
+        all_met &= met_n
+    print(f"hits-server vs nginx (median of the rounds): x{vs_nginx:.2f} of its requests/s "
+          f"(target >= x{NGINX_TARGET}: {'met' if met_n else 'NOT met'}), p99 "
+          f"{ms(hits.run['p99_us'])} vs {ms(nginx.run['p99_us'])} ms, requests per CPU-second "
+          f"x{ratio(hits.run['ok'] / max(hits.cpu_seconds, 1e-9), nginx.run['ok'] / max(nginx.cpu_seconds, 1e-9)):.2f}")
 
     def per_cpu(r: Result) -> float:
         return ratio(r.run["ok"], r.cpu_seconds)
@@ -297,25 +351,30 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     print("(wrk needs about one of the two CPUs; a server that outruns it is held back by it, so the"
           " throughput ratio is a lower bound and requests per CPU-second shows the server's own cost)")
     scope = "memory store" if args.store == "memory" else "file store (the targets are for the memory store)"
-    print(f"targets on the {scope}, against {pythons[0].server.label}: {'met' if all_met else 'NOT met'}"
+    print(f"targets on the {scope} (x{NGINX_TARGET} nginx; against {pythons[0].server.label}): "
+          f"{'met' if all_met else 'NOT met'}"
           " (the uvloop + httptools row is a stricter comparison than the original's setup)")
 
     print()
-    served = hits.count_after - 1 if hits.count_after is not None else None
-    seen = hits.warmup["ok"] + hits.run["ok"]
-    # wrk stops with at most one request in flight per connection, twice (warmup, run): the
-    # server may have counted those although wrk never saw the answer.
-    slack = 2 * args.connections
-    if served is None:
-        print("count check: hits-server gave no count")
-        return False
-    ok = 0 <= served - seen <= slack
-    print(f"count check (hits-server): counter {served} before the check call; wrk saw {seen} 2xx "
-          f"({hits.warmup['ok']} warmup + {hits.run['ok']} measured); difference {served - seen} "
-          f"= requests in flight when wrk stopped (allowed 0..{slack}): {'OK' if ok else 'WRONG'}")
-    if hits.run["non_2xx_3xx"] or hits.run["socket_errors"]:
-        print("hits-server had errors during the run")
-        ok = False
+    ok = True
+    for i, (h, _) in enumerate(rounds, 1):
+        served = h.count_after - 1 if h.count_after is not None else None
+        seen = h.warmup["ok"] + h.run["ok"]
+        # wrk stops with at most one request in flight per connection, twice (warmup, run): the
+        # server may have counted those although wrk never saw the answer.
+        slack = 2 * args.connections
+        if served is None:
+            print(f"count check, round {i}: hits-server gave no count")
+            ok = False
+            continue
+        good = 0 <= served - seen <= slack
+        ok &= good
+        print(f"count check (hits-server, round {i}): counter {served} before the check call; wrk saw "
+              f"{seen} 2xx ({h.warmup['ok']} warmup + {h.run['ok']} measured); difference {served - seen} "
+              f"= requests in flight when wrk stopped (allowed 0..{slack}): {'OK' if good else 'WRONG'}")
+        if h.run["non_2xx_3xx"] or h.run["socket_errors"]:
+            print(f"hits-server had errors during round {i}")
+            ok = False
     print("count check (FastAPI): not possible, each uvicorn worker process counts on its own")
     return ok
 
@@ -323,6 +382,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hits-server", required=True, help="the release hits-server binary")
+    parser.add_argument("--nginx", default="/usr/sbin/nginx", help="nginx (default /usr/sbin/nginx)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating hits-server / nginx rounds (default 3)")
     parser.add_argument("--store", choices=["memory", "file"], default="memory")
     parser.add_argument("--duration", type=int, default=10, help="measured seconds (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="warmup seconds (default 2)")
@@ -330,18 +392,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
-    if min(args.duration, args.warmup, args.connections, args.threads) < 1:
-        parser.error("--duration, --warmup, --connections and --threads must be at least 1")
+    if min(args.duration, args.warmup, args.connections, args.threads, args.rounds) < 1:
+        parser.error("--duration, --warmup, --connections, --threads and --rounds must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
-        results = []
+        hits, nginx, *others = servers(args, workdir)
+        rounds, pythons = [], []
         try:
-            for server in servers(args, workdir):
-                results.append(measure(server, args, workdir))
+            for i in range(args.rounds):
+                print(f"round {i + 1} of {args.rounds}:", file=sys.stderr, flush=True)
+                rounds.append((measure(hits, args, workdir), measure(nginx, args, workdir)))
+            for server in others:
+                pythons.append(measure(server, args, workdir))
         except BenchError as e:
             print(f"bench-http: {e}", file=sys.stderr)
             return 1
-        ok = report(results, args)
+        ok = report(rounds, pythons, args)
+        results = [r for pair in rounds for r in pair] + pythons
     if args.json:
         args.json.write_text(json.dumps([
             {"server": r.server.label, "warmup": r.warmup, "run": r.run, "rss_idle_kb": r.rss_idle_kb,

@@ -383,9 +383,6 @@ struct Pipeline {
     replaying: Mutex<Option<PathBuf>>,
 }
 
-/// A poisoned lock means a thread panicked while holding it; the queue's invariants hold
-/// between statements, so carrying on beats losing the buffer.
-
 impl Pipeline {
     fn new(
         sink: SharedSink,

@@ -15,9 +15,6 @@ use bytes::Bytes;
 
 use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError, pack};
 
-/// A poisoned lock only means another thread panicked while holding it; the data (records,
-/// counters) is still consistent enough for a test double, so it is used rather than panicking.
-
 /// Keeps every record it took, for tests to inspect.
 ///
 /// It takes calls that break its [`Limits`] too (a real sink would refuse them, and a refused

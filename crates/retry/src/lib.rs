@@ -63,8 +63,8 @@ impl Backoff {
             Jitter::Full => unit,
             Jitter::Equal => 0.5 + 0.5 * unit,
         };
-        // `mul_f64` panics on an overflow; the share is at most 1, so the product fits.
-        ceiling.mul_f64(share).min(ceiling)
+        // Not `mul_f64`: it panics where the float product rounds above `Duration::MAX`.
+        Duration::try_from_secs_f64(ceiling.as_secs_f64() * share).map_or(ceiling, |d| d.min(ceiling))
     }
 }
 

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 /// Lines of the bootstrap's output kept for error messages.
@@ -49,10 +51,7 @@ impl Bootstrap {
     }
 
     pub(super) fn lines(&self) -> Vec<String> {
-        match self.output.lock() {
-            Ok(lines) => lines.iter().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
-        }
+        self.output.lock().iter().cloned().collect()
     }
 
     pub(super) fn exited(&mut self) -> Option<ExitStatus> {
@@ -79,10 +78,7 @@ fn collect(
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             tracing::debug!(target: "bootstrap", "{line}");
-            let mut lines = match into.lock() {
-                Ok(lines) => lines,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut lines = into.lock();
             if lines.len() == OUTPUT_TAIL {
                 lines.pop_front();
             }

@@ -212,7 +212,8 @@ async fn post_all(plan: &Plan, poster: Arc<dyn Post>, opts: &Opts) -> Result<Pos
     Ok(posted)
 }
 
-/// Up to [`ATTEMPTS`] tries; waits `backoff × 2^(attempt-1) × U(0.5, 1.5)` between them.
+/// Up to [`ATTEMPTS`] tries; between them an equal-jitter wait below `1.5 × backoff × 2^(attempt-1)`
+/// (`retry::Backoff`), drawn from the run's seeded generator so a run is reproducible.
 async fn post_with_retries(
     poster: &dyn Post,
     id: &str,
@@ -226,8 +227,8 @@ async fn post_with_retries(
             Ok(()) => return Ok(()),
             Err(PostError::Failed(why)) if attempt < ATTEMPTS => {
                 tracing::debug!(id, attempt, %why, "post failed; retrying");
-                let factor = f64::from(1u32 << (attempt - 1)) * (0.5 + jitter.next_f64());
-                tokio::time::sleep(backoff.mul_f64(factor)).await;
+                let policy = retry::Backoff::equal(backoff.mul_f64(1.5), Duration::MAX);
+                tokio::time::sleep(policy.delay_at(attempt, jitter.next_f64())).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),
