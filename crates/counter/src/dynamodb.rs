@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
-use crate::{BoxFuture, Counter, Shard, StoreError};
+use crate::{BoxFuture, Call, Counter, Remote, Shard, StoreError};
 
 const STORE: &str = "dynamodb";
 /// The partition key value of the one counter item.
@@ -163,6 +163,16 @@ impl Counter for DynamoDbCounter {
                 .map_err(unavailable)?;
             Ok(())
         })
+    }
+
+    /// `UpdateItem` for an increment (a sharded count adds one `BatchGetItem` of the other
+    /// items), `GetItem` for the warm-up.
+    fn remote(&self, call: Call) -> Option<Remote> {
+        let operation = match call {
+            Call::Increment => "UpdateItem",
+            Call::Warm => "GetItem",
+        };
+        Some(Remote { service: "DynamoDB", operation: Some(operation) })
     }
 
     fn kind(&self) -> &'static str {

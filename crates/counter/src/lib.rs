@@ -45,6 +45,41 @@ pub trait Counter: Send + Sync + 'static {
 
     /// The store's kind, for logs and error messages (`memory`, `file`, `dynamodb`, `s3`).
     fn kind(&self) -> &'static str;
+
+    /// Where `call` goes when it leaves the process, as a trace names it (an X-Ray subsegment):
+    /// the AWS service and, when one API operation is the whole call, that operation. `None` for
+    /// a store inside the process or on its disk.
+    fn remote(&self, call: Call) -> Option<Remote> {
+        let _ = call;
+        None
+    }
+}
+
+/// A call of the [`Counter`] port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Increment,
+    Warm,
+}
+
+impl Call {
+    /// `increment`, `warm`: the name logs and spans use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Increment => "increment",
+            Call::Warm => "warm",
+        }
+    }
+}
+
+/// A store call to an AWS service, as a trace names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remote {
+    /// The service: `DynamoDB`, `S3`.
+    pub service: &'static str,
+    /// The API operation when one is the whole call (`UpdateItem`); `None` when the call is
+    /// several (an S3 increment: `GetObject`, then a conditional `PutObject`, retried).
+    pub operation: Option<&'static str>,
 }
 
 /// The counter as the hosts hold it.
@@ -155,5 +190,24 @@ pub(crate) mod testing {
         }
         seen.sort_unstable();
         seen
+    }
+}
+
+#[cfg(all(test, feature = "dynamodb", feature = "s3"))]
+mod remote_tests {
+    use super::*;
+
+    #[test]
+    fn each_adapter_names_its_own_remote_calls() {
+        let config =
+            aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let dynamodb = dynamodb::DynamoDbCounter::new(&config, "t".into());
+        let s3 = s3::S3Counter::new(&config, "b".into(), "k".into());
+        let named = |c: &dyn Counter, call| c.remote(call).map(|r| (r.service, r.operation));
+        assert_eq!(named(&dynamodb, Call::Increment), Some(("DynamoDB", Some("UpdateItem"))));
+        assert_eq!(named(&dynamodb, Call::Warm), Some(("DynamoDB", Some("GetItem"))));
+        assert_eq!(named(&s3, Call::Increment), Some(("S3", None)));
+        assert_eq!(named(&s3, Call::Warm), Some(("S3", Some("HeadObject"))));
+        assert_eq!(named(&memory::MemoryCounter::default(), Call::Increment), None);
     }
 }

@@ -14,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::{BoxFuture, Counter, StoreError};
+use crate::{BoxFuture, Call, Counter, Remote, StoreError};
 
 const STORE: &str = "s3";
 
@@ -124,6 +124,16 @@ impl Counter for S3Counter {
                 Err(e) => Err(unavailable(e)),
             }
         })
+    }
+
+    /// `HeadObject` for the warm-up; an increment is a `GetObject` then a conditional
+    /// `PutObject`, retried on conflict, so it names no one operation.
+    fn remote(&self, call: Call) -> Option<Remote> {
+        let operation = match call {
+            Call::Increment => None,
+            Call::Warm => Some("HeadObject"),
+        };
+        Some(Remote { service: "S3", operation })
     }
 
     fn kind(&self) -> &'static str {

@@ -140,7 +140,7 @@ pub fn handler_with(
             match event.payload {
                 Event::Warmer { instruction } if instruction == "warmer" => {
                     // Keep the store connection warm; never touch the count.
-                    let span = crate::store_span(counter.kind(), "warm");
+                    let span = crate::store_span(counter.as_ref(), counter::Call::Warm);
                     let started = Instant::now();
                     let warmed = counter.warm().instrument(span.clone()).await;
                     // Not `warm_ms`: `latency cold-start` reads that one from the init line.

@@ -47,7 +47,7 @@ pub fn router(counter: SharedCounter) -> Router {
 }
 
 async fn hits(State(counter): State<SharedCounter>) -> Response {
-    let span = store_span(counter.kind(), "increment");
+    let span = store_span(counter.as_ref(), counter::Call::Increment);
     let started = Instant::now();
     let result = counter.increment().instrument(span.clone()).await;
     let call = metrics::StoreCall {
@@ -82,38 +82,30 @@ async fn hits(State(counter): State<SharedCounter>) -> Response {
     response
 }
 
-/// The span around one call to a store of kind `kind` (`op`: `increment`, `warm`). It is
-/// marked for X-Ray ([`edge::xray`]: field `xray`, the subsegment name), so on Lambda, in a
-/// sampled invocation, it becomes a subsegment: `DynamoDB` or `S3` in namespace `aws` (with the
-/// API operation it is named after: `UpdateItem` (a sharded table adds a `BatchGetItem` of the
-/// other items), `GetItem`, `HeadObject`; an S3 increment is a `GetObject` then a conditional
-/// `PutObject`, retried on conflict, so it names none), `file` or `memory` otherwise. Record
-/// `error` on it when the call fails: the subsegment is then a fault. The SDK's HTTP request
-/// inside carries the invocation's trace header by itself (see [`lambda`]).
-pub fn store_span(kind: &'static str, op: &'static str) -> tracing::Span {
-    let (name, namespace, operation) = match (kind, op) {
-        ("dynamodb", "increment") => ("DynamoDB", Some("aws"), Some("UpdateItem")),
-        ("dynamodb", "warm") => ("DynamoDB", Some("aws"), Some("GetItem")),
-        ("s3", "warm") => ("S3", Some("aws"), Some("HeadObject")),
-        ("s3", _) => ("S3", Some("aws"), None),
-        (other, _) => (other, None, None),
-    };
+/// The span around one `call` to `counter`. It is marked for X-Ray ([`edge::xray`]: field
+/// `xray`, the subsegment name), so on Lambda, in a sampled invocation, it becomes a subsegment:
+/// named after the AWS service in namespace `aws` with the API operation, as the adapter says
+/// ([`counter::Counter::remote`]), or after the store's kind (`file`, `memory`) otherwise.
+/// Record `error` on it when the call fails: the subsegment is then a fault. The SDK's HTTP
+/// request inside carries the invocation's trace header by itself (see [`lambda`]).
+pub fn store_span(counter: &dyn counter::Counter, call: counter::Call) -> tracing::Span {
+    let remote = counter.remote(call);
     // DEBUG: the X-Ray layer takes it whatever the log level (its own filter), while a server
     // logging at INFO (hits-server under load) does not pay for a span per request.
     let span = tracing::debug_span!(
         "store",
-        store = kind,
-        op,
-        xray = name,
+        store = counter.kind(),
+        op = call.name(),
+        xray = remote.map_or(counter.kind(), |r| r.service),
         xray.namespace = Empty,
         aws.operation = Empty,
         error = Empty
     );
-    if let Some(namespace) = namespace {
-        span.record("xray.namespace", namespace);
-    }
-    if let Some(operation) = operation {
-        span.record("aws.operation", operation);
+    if let Some(remote) = remote {
+        span.record("xray.namespace", "aws");
+        if let Some(operation) = remote.operation {
+            span.record("aws.operation", operation);
+        }
     }
     span
 }
