@@ -3,13 +3,13 @@
 //! counting in DynamoDB in moto. Partial batch responses: poison to the DLQ after
 //! `maxReceiveCount` receives, redeliveries counted once, the rest unaffected.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use queue::Ledger;
 
 mod common;
-use common::{Process, Stack, bodies, eventually};
+use common::{Stack, bodies, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_behind_the_poller_counts_once_and_dead_letters_poison() {
@@ -25,15 +25,11 @@ async fn the_lambda_behind_the_poller_counts_once_and_dead_letters_poison() {
     ];
     let emulator = testkit::emulator::Emulator::start(env!("CARGO_BIN_EXE_calc-worker"), "_", &env)
         .expect("cargo-lambda is available");
-    let poller = Command::new(testkit::emulator::workspace_bin("sqs-poller"))
-        .args(["--queue-url", &stack.queue_url, "--invoke-url", &emulator.invoke_url("_")])
-        .args(["--batch-size", "10", "--max-concurrency", "2", "--timeout", "10"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sqs-poller");
-    let _poller = Process { child: poller, health_port: None };
+    let _poller = testkit::process::Process::start(
+        Command::new(testkit::emulator::workspace_bin("sqs-poller"))
+            .args(["--queue-url", &stack.queue_url, "--invoke-url", &emulator.invoke_url("_")])
+            .args(["--batch-size", "10", "--max-concurrency", "2", "--timeout", "10"]),
+    );
 
     // 30 quick ones, 6 that outlast the 1 s visibility timeout (received again while they
     // run: the same message twice), and 3 poison.

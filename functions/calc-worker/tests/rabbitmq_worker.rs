@@ -13,7 +13,8 @@ use queue::Ledger;
 use queue::amqp::{Publisher, dead_letter_queue};
 
 mod common;
-use common::{Process, Stack, bodies, eventually};
+use common::{Stack, bodies, eventually};
+use testkit::process::Process;
 
 use testkit::moto::amqp_url;
 
@@ -82,7 +83,7 @@ impl Rig {
             "2",
         ];
         args.extend_from_slice(extra);
-        Process::worker(&args)
+        common::worker(&args)
     }
 }
 
@@ -110,7 +111,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_counts_each_message_once() 
     let (ready_at_kill, done_at_kill) = seen.get();
     assert!(mid_run, "never caught mid-run: done = {done_at_kill}, ready = {ready_at_kill}");
     first.signal("KILL");
-    let status = first.wait(Duration::from_secs(10)).expect("killed");
+    let status = first.wait_exit(Duration::from_secs(10)).expect("killed");
     assert!(!status.success(), "exit status {status}");
     eprintln!(
         "killed after {:.1} s: done = {done_at_kill}, ready = {ready_at_kill}, in flight ≥ {}",
@@ -140,7 +141,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_counts_each_message_once() 
     eprintln!("the second worker finished in {:.1} s", restarted.elapsed().as_secs_f64());
     // Let it settle what it still holds, then: each message counted exactly once.
     second.signal("TERM");
-    let status = second.wait(Duration::from_secs(20)).expect("the second worker exits after SIGTERM");
+    let status = second.wait_exit(Duration::from_secs(20)).expect("the second worker exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
     assert_eq!(rig.done().await, N, "none lost, none counted twice");
     assert_eq!(rig.ready().await, 0);
@@ -155,7 +156,7 @@ async fn sigterm_on_rabbitmq_finishes_in_flight_messages_and_exits_zero() {
     let mut worker = rig.worker(&["--concurrency", "40", "--shutdown-timeout", "10"]);
     // All forty delivered (none ready) and running: then SIGTERM.
     let running = eventually(Duration::from_secs(60), || async {
-        worker.health().await == Some(200) && rig.ready().await == 0
+        common::health(&worker).await == Some(200) && rig.ready().await == 0
     })
     .await;
     assert!(running, "the worker never took all {N} messages: ready = {}", rig.ready().await);
@@ -163,7 +164,7 @@ async fn sigterm_on_rabbitmq_finishes_in_flight_messages_and_exits_zero() {
     worker.signal("TERM");
     let signalled = Instant::now();
     assert!(done_at_term < N, "all {N} were counted before SIGTERM; nothing was in flight");
-    let status = worker.wait(Duration::from_secs(15)).expect("exits within the shutdown timeout");
+    let status = worker.wait_exit(Duration::from_secs(15)).expect("exits within the shutdown timeout");
     eprintln!(
         "exited {status} {:.1} s after SIGTERM ({done_at_term} counted before it)",
         signalled.elapsed().as_secs_f64()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use queue::Ledger;
 
 mod common;
-use common::{Process, Stack, bodies, eventually};
+use common::{Stack, bodies, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_redelivered_while_in_progress_are_counted_once() {
@@ -17,7 +17,7 @@ async fn messages_redelivered_while_in_progress_are_counted_once() {
     xs.extend((0..10).map(|i| 1.2 + 0.06 * f64::from(i)));
     let ids = stack.send(&bodies(xs.iter().copied())).await;
     let ledger = stack.ledger();
-    let worker = Process::sqs_worker(&stack, &[]);
+    let worker = common::sqs_worker(&stack, &[]);
     let all_done = eventually(Duration::from_secs(60), || async {
         ledger.done().await.unwrap() >= ids.len() as u64 && stack.queue_depth().await == 0
     })
@@ -39,7 +39,7 @@ async fn poison_reaches_the_dead_letter_queue_after_max_receives_and_the_rest_co
     messages.extend(poison.iter().map(|p| (*p).to_owned()));
     stack.send(&messages).await;
     let ledger = stack.ledger();
-    let _worker = Process::sqs_worker(&stack, &[]);
+    let _worker = common::sqs_worker(&stack, &[]);
     let settled = eventually(Duration::from_secs(60), || async {
         stack.dlq_depth().await == poison.len() as u64 && ledger.done().await.unwrap() == 20
     })
@@ -53,10 +53,10 @@ async fn sigterm_finishes_the_messages_in_flight_and_exits_zero() {
     let Some(stack) = Stack::new("calc-term", 10, 30).await else { return };
     let ids = stack.send(&bodies(std::iter::repeat_n(1.5, 12))).await;
     let ledger = stack.ledger();
-    let mut worker = Process::sqs_worker(&stack, &["--shutdown-timeout", "10"]);
+    let mut worker = common::sqs_worker(&stack, &["--shutdown-timeout", "10"]);
     // All twelve received (none visible) and running: then SIGTERM.
     let running = eventually(Duration::from_secs(20), || async {
-        stack.queue_depth().await == 12 && worker.health().await == Some(200) && {
+        stack.queue_depth().await == 12 && common::health(&worker).await == Some(200) && {
             let visible = stack
                 .sqs
                 .get_queue_attributes()
@@ -71,7 +71,7 @@ async fn sigterm_finishes_the_messages_in_flight_and_exits_zero() {
     .await;
     assert!(running, "the worker never took all twelve messages");
     worker.signal("TERM");
-    let status = worker.wait(Duration::from_secs(15)).expect("exits within the shutdown timeout");
+    let status = worker.wait_exit(Duration::from_secs(15)).expect("exits within the shutdown timeout");
     assert!(status.success(), "exit status {status}");
     assert_eq!(ledger.done().await.unwrap(), ids.len() as u64, "every message in flight was counted");
     assert_eq!(stack.queue_depth().await, 0, "and deleted");

@@ -2,12 +2,12 @@
 //! worker processes (`calc-worker-server`, the `sqs-poller` shim) started and stopped.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use queue::dynamodb::DynamoDbLedger;
 use queue::sqs::SqsSource;
 use testkit::moto;
+use testkit::process::Process;
 
 /// moto resources for one test.
 pub struct Stack {
@@ -79,81 +79,39 @@ pub fn bodies(xs: impl IntoIterator<Item = f64>) -> Vec<String> {
     xs.into_iter().map(queue::calc::body).collect()
 }
 
-pub use testkit::{eventually, free_port};
+pub use testkit::eventually;
 
-/// A child process, killed when dropped.
-pub struct Process {
-    pub child: Child,
-    pub health_port: Option<u16>,
-}
-
-impl Process {
-    /// `calc-worker-server` with these extra arguments, its health endpoint on a free port.
-    pub fn worker(args: &[&str]) -> Process {
-        let health_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_calc-worker-server"))
+/// `calc-worker-server` with these extra arguments, its health endpoint on a port the system
+/// picks, once that endpoint listens (`url` is its base).
+pub fn worker(args: &[&str]) -> Process {
+    Process::serve(
+        Command::new(env!("CARGO_BIN_EXE_calc-worker-server"))
             .args(args)
-            .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start calc-worker-server");
-        Process { child, health_port: Some(health_port) }
-    }
-
-    /// `calc-worker-server` on an SQS queue, counting in the stack's tables.
-    pub fn sqs_worker(stack: &Stack, extra: &[&str]) -> Process {
-        let mut args = vec![
-            "--source",
-            &stack.queue_url,
-            "--done-table",
-            &stack.done_table,
-            "--messages-table",
-            &stack.messages_table,
-            "--max-x",
-            "2",
-            "--wait-seconds",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        Process::worker(&args)
-    }
-
-    /// Sends a signal (`TERM`, `KILL`) to the process.
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits for the exit, up to `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// GET /healthz: the status code, or None if nothing answers.
-    pub async fn health(&self) -> Option<u16> {
-        let port = self.health_port?;
-        aws_setup::install_tls_provider();
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        reqwest::get(url).await.ok().map(|r| r.status().as_u16())
-    }
+            .args(["--health-addr", "127.0.0.1:0"])
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+    )
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `calc-worker-server` on an SQS queue, counting in the stack's tables.
+pub fn sqs_worker(stack: &Stack, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "--source",
+        &stack.queue_url,
+        "--done-table",
+        &stack.done_table,
+        "--messages-table",
+        &stack.messages_table,
+        "--max-x",
+        "2",
+        "--wait-seconds",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    worker(&args)
+}
+
+/// GET /healthz of a worker: the status code, or None if nothing answers.
+pub async fn health(worker: &Process) -> Option<u16> {
+    aws_setup::install_tls_provider();
+    reqwest::get(format!("{}/healthz", worker.url)).await.ok().map(|r| r.status().as_u16())
 }
