@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-/// Where `scripts/local` keeps its state: `$HITS_LOCAL_STATE` (as scripts/test sets it), else
+/// Where `scripts/local` keeps its state: `$LOCAL_STACK_STATE` (as scripts/test sets it; the
+/// old name `HITS_LOCAL_STATE` still works, with a warning, until the next release), else
 /// `<checkout>/.local`.
 pub(crate) fn local_state_dir(root: &Path) -> PathBuf {
-    std::env::var_os("HITS_LOCAL_STATE")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".local"))
+    let set = |name| std::env::var_os(name).filter(|s| !s.is_empty());
+    set("LOCAL_STACK_STATE")
+        .or_else(|| {
+            let old = set("HITS_LOCAL_STATE")?;
+            eprintln!("warning: HITS_LOCAL_STATE is renamed LOCAL_STACK_STATE; the old name goes in the next release");
+            Some(old)
+        })
+        .map_or_else(|| root.join(".local"), PathBuf::from)
 }
 
 /// The checkout this binary was built from, or the current directory's, whichever has

@@ -31,7 +31,7 @@
 //! says so); messages left in the queue by an earlier run are counted too.
 //!
 //! # `--local`: `.local/queue.toml`
-//! `scripts/local up` writes it (in `$HITS_LOCAL_STATE` when set, else `<checkout>/.local`);
+//! `scripts/local up` writes it (in `$LOCAL_STACK_STATE` when set, else `<checkout>/.local`);
 //! `--local` reads it instead of the target flags, `--path NAME` picks a `[[path]]` (default: the
 //! first one):
 //!
