@@ -99,6 +99,56 @@ impl Ledger for MemoryLedger {
     }
 }
 
+/// Which ledger counts `done`: the two DynamoDB tables (durable), or memory (one process, lost
+/// on exit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerSpec {
+    Memory,
+    DynamoDb { done_table: String, messages_table: String },
+}
+
+/// Only one of the two tables was named: a ledger needs both, or neither (memory).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the done table and the messages table go together (both: DynamoDB; neither: memory)")]
+pub struct HalfLedger;
+
+impl LedgerSpec {
+    /// Both tables → DynamoDB; neither → memory.
+    pub fn from_tables(
+        done_table: Option<String>,
+        messages_table: Option<String>,
+    ) -> Result<LedgerSpec, HalfLedger> {
+        match (done_table, messages_table) {
+            (Some(done_table), Some(messages_table)) => {
+                Ok(LedgerSpec::DynamoDb { done_table, messages_table })
+            }
+            (None, None) => Ok(LedgerSpec::Memory),
+            _ => Err(HalfLedger),
+        }
+    }
+
+    /// Whether opening it loads the AWS configuration.
+    pub fn is_aws(&self) -> bool {
+        matches!(self, LedgerSpec::DynamoDb { .. })
+    }
+}
+
+/// Opens the ledger a spec names; DynamoDB takes the SDK configuration from `aws` (loaded on
+/// first use, once per process).
+#[cfg(feature = "dynamodb")]
+pub async fn open(spec: &LedgerSpec, aws: &aws_setup::Aws) -> SharedLedger {
+    match spec {
+        LedgerSpec::Memory => Arc::new(MemoryLedger::new()),
+        LedgerSpec::DynamoDb { done_table, messages_table } => {
+            Arc::new(crate::dynamodb::DynamoDbLedger::new(
+                aws.config().await,
+                done_table.clone(),
+                messages_table.clone(),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,9 @@ pub mod sqs;
 
 pub use calc::{Calculation, DEFAULT_MAX_X};
 pub use error::Error;
-pub use ledger::{Ledger, MemoryLedger, Outcome, SharedLedger};
+#[cfg(feature = "dynamodb")]
+pub use ledger::open as open_ledger;
+pub use ledger::{HalfLedger, Ledger, LedgerSpec, MemoryLedger, Outcome, SharedLedger};
 pub use worker::{ConsumeStats, Message, Verdict, Worker};
 
 /// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).

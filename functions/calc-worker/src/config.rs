@@ -2,11 +2,7 @@
 //! flags with the same environment variables as fallbacks.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-
-use queue::dynamodb::DynamoDbLedger;
-use queue::{MemoryLedger, SharedLedger};
 
 /// A configuration that cannot work; the process exits with this message.
 #[derive(Debug, thiserror::Error)]
@@ -15,24 +11,10 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} = {value:?}: {reason}")]
     Invalid { name: &'static str, value: String, reason: String },
-    #[error("--done-table and --messages-table (CALC_TABLE, CALC_MESSAGES_TABLE) go together")]
-    HalfLedger,
+    #[error("--done-table and --messages-table (CALC_TABLE, CALC_MESSAGES_TABLE): {0}")]
+    HalfLedger(#[from] queue::HalfLedger),
     #[error("--source {0:?}: use amqp://user:pass@host:port/vhost (RabbitMQ) or an https:// SQS queue URL")]
     Source(String),
-}
-
-/// Where `done` is counted: both tables → DynamoDB; neither → memory (one process, not durable).
-pub fn ledger(
-    aws: Option<&aws_config::SdkConfig>,
-    done_table: Option<String>,
-    messages_table: Option<String>,
-) -> Result<SharedLedger, ConfigError> {
-    match (done_table, messages_table, aws) {
-        (Some(done), Some(messages), Some(aws)) => Ok(Arc::new(DynamoDbLedger::new(aws, done, messages))),
-        (None, None, _) => Ok(Arc::new(MemoryLedger::new())),
-        (Some(_), Some(_), None) => Err(ConfigError::Missing("the AWS configuration")),
-        _ => Err(ConfigError::HalfLedger),
-    }
 }
 
 fn max_x(value: f64) -> Result<f64, ConfigError> {
@@ -149,6 +131,11 @@ impl ServerArgs {
         }
     }
 
+    /// The ledger the table flags name.
+    pub fn ledger(&self) -> Result<queue::LedgerSpec, ConfigError> {
+        Ok(queue::LedgerSpec::from_tables(self.done_table.clone(), self.messages_table.clone())?)
+    }
+
     pub fn checked_max_x(&self) -> Result<f64, ConfigError> {
         max_x(self.max_x)
     }
@@ -206,7 +193,12 @@ mod tests {
 
     #[test]
     fn half_a_dynamodb_ledger_is_refused() {
-        assert!(matches!(ledger(None, Some("d".into()), None), Err(ConfigError::HalfLedger)));
-        assert_eq!(ledger(None, None, None).unwrap().describe(), "memory");
+        let args = |extra: &[&str]| {
+            let argv = ["calc-worker-server", "--source", "amqp://localhost"].iter().chain(extra);
+            ServerArgs::try_parse_from(argv).unwrap()
+        };
+        assert!(matches!(args(&["--done-table", "d"]).ledger(), Err(ConfigError::HalfLedger(_))));
+        assert_eq!(args(&[]).ledger().unwrap(), queue::LedgerSpec::Memory);
+        assert!(args(&["--done-table", "d", "--messages-table", "m"]).ledger().unwrap().is_aws());
     }
 }

@@ -14,7 +14,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use queue::{ConsumeStats, Message, Worker};
 use tokio::time::Instant;
 
-use crate::config::{self, ConfigError, LambdaConfig};
+use crate::config::LambdaConfig;
 
 /// A batch the function cannot answer per record: the whole batch returns to the queue.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +30,13 @@ impl From<BatchError> for lambda_runtime::Diagnostic {
 }
 
 /// The worker, built once at init (the DynamoDB client and its connection pool are reused).
-pub async fn build(config: &LambdaConfig) -> Result<Arc<Worker>, ConfigError> {
-    let aws = aws_setup::load().await;
-    let ledger =
-        config::ledger(Some(&aws), Some(config.done_table.clone()), Some(config.messages_table.clone()))?;
-    Ok(Arc::new(Worker::new(ledger, config.max_x).with_margin(config.margin)))
+pub async fn build(config: &LambdaConfig, aws: &aws_setup::Aws) -> Arc<Worker> {
+    let spec = queue::LedgerSpec::DynamoDb {
+        done_table: config.done_table.clone(),
+        messages_table: config.messages_table.clone(),
+    };
+    let ledger = queue::open_ledger(&spec, aws).await;
+    Arc::new(Worker::new(ledger, config.max_x).with_margin(config.margin))
 }
 
 /// Epoch milliseconds in September 2001: anything smaller is not a wall-clock deadline.

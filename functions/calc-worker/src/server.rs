@@ -15,7 +15,7 @@ use axum::routing::get;
 use edge::server::{Exit, Shutdown};
 use queue::{ConsumeStats, Worker};
 
-use crate::config::{self, ServerArgs, Source};
+use crate::config::{ServerArgs, Source};
 
 // 0 (the default) is starting.
 const CONSUMING: u8 = 1;
@@ -49,10 +49,9 @@ pub fn health_router(health: Health) -> Router {
 pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let source = args.source().map_err(Exit::start)?;
     let max_x = args.checked_max_x().map_err(Exit::start)?;
-    let needs_aws = matches!(source, Source::Sqs { .. }) || args.done_table.is_some();
-    let aws = if needs_aws { Some(aws_setup::load().await) } else { None };
-    let ledger = config::ledger(aws.as_ref(), args.done_table.clone(), args.messages_table.clone())
-        .map_err(Exit::start)?;
+    let spec = args.ledger().map_err(Exit::start)?;
+    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
+    let ledger = queue::open_ledger(&spec, &aws).await;
     if ledger.describe() == "memory" {
         tracing::warn!("no --done-table/--messages-table: counting in memory (lost on exit)");
     }
@@ -91,9 +90,7 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
                 queue::amqp::consume(&config, worker, shutdown.requested()).await
             }
             Source::Sqs { queue_url } => {
-                let aws = aws.as_ref().ok_or(config::ConfigError::Missing("the AWS configuration"));
-                let aws = aws.map_err(Exit::start)?;
-                let sqs = queue::sqs::SqsSource::new(aws, queue_url.clone());
+                let sqs = queue::sqs::SqsSource::new(aws.config().await, queue_url.clone());
                 let config = queue::sqs::ConsumerConfig {
                     concurrency: usize::from(args.concurrency),
                     wait: std::time::Duration::from_secs(args.wait_seconds),
