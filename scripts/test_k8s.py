@@ -13,7 +13,8 @@ Each app (APPS: calc-worker, hits) has its manifests in deploy/k8s/<app>/, its D
 Secrets made by hand and its own container checks. What is checked, for base/ and each
 overlays/*/ as kustomize renders it (`kubectl kustomize` when kubectl is on PATH, else this
 script's rendering of the subset used here: resources, patches by path as strategic merges or
-`$patch: delete`, images):
+`$patch: delete`, images; tested against kustomize's documented examples in
+scripts/testdata/kustomize/, and refusing what it does not render):
   - every kustomization's `resources` and `patches` paths exist;
   - core kinds against the Kubernetes OpenAPI schemas (kubernetes-validate, bundled offline),
     strict: an unknown or misspelt field fails;
@@ -166,30 +167,75 @@ def missing_paths(directory: Path) -> list[str]:
     return found
 
 
-def strategic_merge(target: Any, patch: Any) -> Any:
-    """The part of a strategic merge patch these manifests use: maps merge, null deletes, lists
-    of named items (containers, env, volumes) merge by name, other lists are replaced."""
-    if isinstance(target, dict) and isinstance(patch, dict):
-        merged = dict(target)
+# What kustomize merges by key in a strategic merge patch of a built-in kind (the Kubernetes
+# schema's patchMergeKey); any other list of such a kind, and every list of a kind kustomize has no
+# schema for (a CRD's), the patch replaces.
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
+              "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath",
+              "imagePullSecrets": "name", "hostAliases": "ip", "resourceClaims": "name"}
+# Lists of built-in kinds merged in ways this script does not do (several keys, primitive merges):
+# a patch of one needs kubectl kustomize.
+UNMERGED_LISTS = {"topologySpreadConstraints", "finalizers", "ownerReferences", "conditions"}
+BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io",
+                  "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+                  "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io"}
+
+
+def _builtin(o: dict[str, Any]) -> bool:
+    """Whether kustomize knows the object's schema (its merge keys): a built-in API group."""
+    api_version = str(o.get("apiVersion", ""))
+    return (api_version.rpartition("/")[0] if "/" in api_version else "") in BUILTIN_GROUPS
+
+
+def strategic_merge(target: Any, patch: Any, builtin: bool = True, where: str = "patch") -> Any:
+    """A strategic merge patch as kustomize applies it, for what these manifests use: maps merge,
+    null or `$patch: delete` deletes, lists of a built-in kind with a merge key (MERGE_KEYS,
+    container ports by containerPort, a Service's by port) merge by it — the patch's items first, in
+    its order, then the rest — and other lists are replaced. Any other directive is refused."""
+    if isinstance(patch, dict):
+        directive = patch.get("$patch", "merge")
+        others = sorted(k for k in patch if str(k).startswith("$") and k != "$patch")
+        if others or directive != "merge":
+            raise Problem(f"{where}: {others or f'$patch: {directive}'} needs kubectl kustomize (this script "
+                          "reads $patch: delete only)")
+        merged = dict(target) if isinstance(target, dict) else {}
         for key, value in patch.items():
-            if value is None:
+            if key == "$patch":
+                continue
+            if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
                 merged.pop(key, None)
-            elif key in merged:
-                merged[key] = strategic_merge(merged[key], value)
+            elif isinstance(value, list):
+                merged[key] = _merge_list(merged.get(key), value, key, builtin, f"{where}: {key}")
             else:
-                merged[key] = strategic_merge({}, value) if isinstance(value, dict) else value
-        return merged
-    named = lambda items: isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)  # noqa: E731
-    if named(target) and named(patch):
-        merged = list(target)
-        for item in patch:
-            index = next((i for i, old in enumerate(merged) if old["name"] == item["name"]), None)
-            if index is None:
-                merged.append(strategic_merge({}, item))
-            else:
-                merged[index] = strategic_merge(merged[index], item)
+                merged[key] = strategic_merge(merged.get(key), value, builtin, f"{where}: {key}")
         return merged
     return copy.deepcopy(patch)
+
+
+def _merge_list(target: Any, patch: list[Any], field: str, builtin: bool, where: str) -> list[Any]:
+    if builtin and field in UNMERGED_LISTS:
+        raise Problem(f"{where}: patching {field} needs kubectl kustomize (not merged here)")
+    items = [i for i in [*patch, *(target if isinstance(target, list) else [])] if isinstance(i, dict)]
+    key = MERGE_KEYS.get(field) if field != "ports" else (
+        "containerPort" if any("containerPort" in i for i in items) else "port")
+    if not builtin or key is None or not all(isinstance(i, dict) and key in i for i in patch):
+        if any(isinstance(i, dict) and any(str(k).startswith("$") for k in i) for i in patch):
+            raise Problem(f"{where}: a directive in a list that is replaced, not merged, needs kubectl kustomize")
+        return copy.deepcopy(patch)
+    old = target if isinstance(target, list) else []
+    merged, matched = [], set()
+    for item in patch:
+        index = next((n for n, o in enumerate(old) if isinstance(o, dict) and o.get(key) == item[key]), None)
+        if index is not None:
+            matched.add(index)
+        if item.get("$patch") == "delete":
+            continue  # and one that is not there is not added
+        merged.append(strategic_merge(old[index] if index is not None else {}, item, builtin,
+                                      f"{where}[{key}={item[key]}]"))
+    return merged + [o for n, o in enumerate(old) if n not in matched]
+
+
+IMAGE_FIELDS = {"name", "newName", "newTag", "digest"}
 
 
 def own_render(directory: Path) -> list[dict[str, Any]]:
@@ -210,36 +256,57 @@ def own_render(directory: Path) -> list[dict[str, Any]]:
             index = next((i for i, o in enumerate(objects) if (o.get("kind"), o["metadata"].get("name")) == key), None)
             if index is None:
                 raise Problem(f"{directory}: patch {patch['path']} targets {key}, which is not among the resources")
-            directive = document.get("$patch", "merge")
-            if directive == "delete":
+            if document.get("$patch") == "delete":
                 del objects[index]
-            elif directive == "merge":
-                objects[index] = strategic_merge(objects[index], document)
             else:
-                raise Problem(f"{directory}: patch {patch['path']}: $patch: {directive} needs kubectl kustomize "
-                              "(only merge and delete here)")
+                objects[index] = strategic_merge(objects[index], document, _builtin(objects[index]),
+                                                 f"{directory}: patch {patch['path']}")
     for image in k.get("images") or []:
+        if not set(image) <= IMAGE_FIELDS or "name" not in image:
+            raise Problem(f"{directory}: image {image} needs kubectl kustomize (this script reads "
+                          f"{sorted(IMAGE_FIELDS)}, with a name)")
         for o in objects:
-            for c in _containers(o):
-                name, suffix = _split_image(c.get("image", ""))
-                if name == image["name"]:
-                    # As kustomize: a digest wins over a tag; neither keeps the image's own.
-                    c["image"] = image.get("newName", name) + (
-                        f"@{image['digest']}" if "digest" in image
-                        else f":{image['newTag']}" if "newTag" in image else suffix)
+            for c in _image_containers(o):
+                name, tag, digest = _split_image(str(c.get("image", "")))
+                if name != image["name"]:
+                    continue
+                # As kustomize: a new tag or digest replaces both the old tag and digest.
+                if "newTag" in image or "digest" in image:
+                    tag, digest = str(image.get("newTag", "")), str(image.get("digest", ""))
+                c["image"] = str(image.get("newName", name)) + (f":{tag}" if tag else "") + (
+                    f"@{digest}" if digest else "")
     return objects
 
 
-def _split_image(image: str) -> tuple[str, str]:
-    """`registry:5000/name:tag` -> (`registry:5000/name`, `:tag`); a digest (`@sha256:...`) likewise."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, f"@{digest}"
-    head, _, last = image.rpartition("/")
-    if ":" in last:
-        last, tag = last.split(":", 1)
-        return f"{head}/{last}" if head else last, f":{tag}"
-    return image, ""
+def _image_containers(node: Any) -> list[dict[str, Any]]:
+    """The containers and initContainers anywhere in an object, whose `image` kustomize's
+    `images` sets (in any kind)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                found += [c for c in value if isinstance(c, dict) and "image" in c]
+            else:
+                found += _image_containers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _image_containers(value)
+    return found
+
+
+def _split_image(image: str) -> tuple[str, str, str]:
+    """`registry:5000/name:tag@sha256:...` -> (`registry:5000/name`, `tag`, `sha256:...`), as
+    kustomize splits an image (a `:` or `@` counts after the first `/`)."""
+    slash = image.find("/")
+    start = slash if slash > 0 else 0
+    at, colon = image.find("@", start), image.find(":", start)
+    if at < 0 and colon < 0:
+        return image, "", ""
+    if at >= 0 and (colon < 0 or at < colon):
+        return image[:at], "", image[at + 1:]
+    if at >= 0:
+        return image[:colon], image[colon + 1:at], image[at + 1:]
+    return image[:colon], image[colon + 1:], ""
 
 
 def kubectl_render(directory: Path) -> list[dict[str, Any]]:
@@ -1078,6 +1145,20 @@ class TheManifests(unittest.TestCase):
                 self.assertTrue(app.dockerfile.is_file(), app.dockerfile)
 
 
+# kustomize's own documented examples (scripts/testdata/kustomize/README.md): each renders its
+# overlay/ (else itself) to its expected.yaml.
+KUSTOMIZE_TESTDATA = ROOT / "scripts/testdata/kustomize"
+KUSTOMIZE_CASES = sorted(p for p in KUSTOMIZE_TESTDATA.iterdir() if p.is_dir())
+
+
+def _case_directory(case: Path) -> Path:
+    return case / "overlay" if (case / "overlay").is_dir() else case
+
+
+def _by_kind_and_name(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(documents, key=lambda o: (str(o.get("kind")), str((o.get("metadata") or {}).get("name"))))
+
+
 class TheRendering(unittest.TestCase):
     """This script's own kustomize subset, on the cases the manifests use."""
 
@@ -1095,9 +1176,53 @@ class TheRendering(unittest.TestCase):
         self.assertNotIn("minAvailable", budget["spec"])
 
     def test_image_names_and_tags(self) -> None:
-        self.assertEqual(_split_image("registry:5000/team/hits-server:v1"), ("registry:5000/team/hits-server", ":v1"))
-        self.assertEqual(_split_image("hits-server@sha256:abc"), ("hits-server", "@sha256:abc"))
-        self.assertEqual(_split_image("hits-server"), ("hits-server", ""))
+        self.assertEqual(_split_image("registry:5000/team/hits-server:v1"), ("registry:5000/team/hits-server", "v1", ""))
+        self.assertEqual(_split_image("hits-server@sha256:abc"), ("hits-server", "", "sha256:abc"))
+        self.assertEqual(_split_image("hits-server:v1@sha256:abc"), ("hits-server", "v1", "sha256:abc"))
+        self.assertEqual(_split_image("hits-server"), ("hits-server", "", ""))
+
+    def test_kustomizes_documented_examples_render_as_documented(self) -> None:
+        self.assertGreaterEqual(len(KUSTOMIZE_CASES), 4)
+        for case in KUSTOMIZE_CASES:
+            with self.subTest(case=case.name):
+                self.assertEqual(_by_kind_and_name(own_render(_case_directory(case))),
+                                 _by_kind_and_name(load_documents(case / "expected.yaml")))
+
+    @unittest.skipUnless(shutil.which("kubectl"), "kubectl is not on PATH")
+    def test_kustomizes_documented_examples_are_what_kubectl_kustomize_renders(self) -> None:
+        for case in KUSTOMIZE_CASES:
+            with self.subTest(case=case.name):
+                self.assertEqual(_by_kind_and_name(kubectl_render(_case_directory(case))),
+                                 _by_kind_and_name(load_documents(case / "expected.yaml")))
+
+    def test_what_it_does_not_render_is_refused(self) -> None:
+        base = KUSTOMIZE_TESTDATA / "inline-patch/base"
+        patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "deploy"}}
+        pod = lambda spec: {**patch, "spec": {"template": {"spec": spec}}}  # noqa: E731
+        for kustomization, document, expected in [
+            ({"namePrefix": "a-"}, None, "['namePrefix'] needs kubectl kustomize"),
+            ({"patches": [{"path": "p.yaml", "target": {"kind": "Deployment"}}]}, patch, "only `path:` patches"),
+            ({"patches": [{"patch": "{}"}]}, None, "only `path:` patches"),
+            ({"images": [{"name": "nginx", "tagSuffix": "-x"}]}, None, "image {'name': 'nginx', 'tagSuffix': '-x'}"),
+            ({"patches": [{"path": "p.yaml"}]}, {**patch, "$patch": "replace"}, "$patch: replace"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"containers": [{"name": "nginx", "$patch": "replace"}]}),
+             "$patch: replace"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"$setElementOrder/containers": [{"name": "nginx"}]}),
+             "['$setElementOrder/containers']"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"topologySpreadConstraints": []}), "patching "
+             "topologySpreadConstraints"),
+            ({"patches": [{"path": "p.yaml"}]}, {**patch, "metadata": {"name": "other"}}, "which is not among"),
+        ]:
+            with self.subTest(expected=expected), tempfile.TemporaryDirectory() as tmp:
+                overlay = Path(tmp) / "overlay"
+                shutil.copytree(base, Path(tmp) / "base")
+                overlay.mkdir()
+                (overlay / "kustomization.yaml").write_text(yaml.safe_dump({"resources": ["../base"], **kustomization}))
+                if document is not None:
+                    (overlay / "p.yaml").write_text(yaml.safe_dump(document))
+                with self.assertRaises(Problem) as caught:
+                    own_render(overlay)
+                self.assertIn(expected, str(caught.exception))
 
     def test_hits_server_options_as_the_server_parses_them(self) -> None:
         self.assertEqual(hits_server_options([]), (HITS_SERVER_OPTIONS, []))
