@@ -13,7 +13,8 @@ Each app (APPS: calc-worker, hits) has its manifests in deploy/k8s/<app>/, its D
 Secrets made by hand and its own container checks. What is checked, for base/ and each
 overlays/*/ as kustomize renders it (`kubectl kustomize` when kubectl is on PATH, else this
 script's rendering of the subset used here: resources, patches by path as strategic merges or
-`$patch: delete`, images):
+`$patch: delete`, images; tested against kustomize's documented examples in
+scripts/testdata/kustomize/, and refusing what it does not render):
   - every kustomization's `resources` and `patches` paths exist;
   - core kinds against the Kubernetes OpenAPI schemas (kubernetes-validate, bundled offline),
     strict: an unknown or misspelt field fails;
@@ -37,7 +38,8 @@ script's rendering of the subset used here: resources, patches by path as strate
     set); on a volume without ReadWriteMany, one writer: replicas 1, strategy Recreate, no
     autoscaler above 1; a Service's pods have a preStop sleep, and terminationGracePeriodSeconds
     exceeds that sleep + --shutdown-timeout;
-  - the Dockerfile (deploy/<image>/Dockerfile): the binary it builds exists in the crate, the
+  - the Dockerfile (deploy/<image>/Dockerfile, read by scripts/dockerfile.py, the reader
+    functions/hits/tests/image.rs runs too; one it cannot read is a problem): the binary it builds exists in the crate, the
     final image is distroless nonroot with an exec-form ENTRYPOINT, its EXPOSE is the
     Deployment's ports and its user the pods' runAsUser, no shell-form HEALTHCHECK, STOPSIGNAL
     SIGTERM if any; hits: the CMD parses, listens on the EXPOSEd port, and the HEALTHCHECK probes
@@ -54,7 +56,6 @@ import ipaddress
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import yaml  # noqa: E402  (after the re-exec into the venv)
 
 import stack  # noqa: E402
+from dockerfile import Dockerfile, DockerfileError  # noqa: E402
+from dockerfile import go_duration  # noqa: E402
+from dockerfile import parse as parse_dockerfile  # noqa: E402
+from dockerfile import read as read_dockerfile  # noqa: E402
 
 K8S = ROOT / "deploy/k8s"
 # The schemas' Kubernetes version (EKS's standard support covers it).
@@ -101,7 +106,7 @@ class App:
     # Secrets the app's README has you create by hand (credentials stay out of git): name -> keys.
     external_secrets: dict[str, set[str]] = field(default_factory=dict)
     # Checks of the image on its own (its CMD, say), given the ports it EXPOSEs.
-    image_checks: Callable[[Image, set[int]], list[str]] | None = None
+    image_checks: Callable[[Dockerfile, set[int]], list[str]] | None = None
     # Whether the containers need a CPU limit (hits does without one; see its deployment.yaml).
     cpu_limit: bool = True
     # False while the Dockerfile is someone else's work in progress: its checks are skipped (with
@@ -111,62 +116,6 @@ class App:
     @property
     def manifests(self) -> Path:
         return K8S / self.name
-
-
-@dataclass(frozen=True)
-class Image:
-    """The instructions of a Dockerfile (continuation lines joined, comments dropped)."""
-
-    path: Path
-    instructions: list[tuple[str, str]]
-
-    @staticmethod
-    def read(path: Path) -> "Image":
-        lines = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8")).splitlines()
-        return Image(path, [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
-                            for line in (raw.strip() for raw in lines) if line and not line.startswith("#")])
-
-    @property
-    def final(self) -> list[tuple[str, str]]:
-        """The final stage's instructions, from its FROM."""
-        froms = [i for i, (op, _) in enumerate(self.instructions) if op == "FROM"]
-        return self.instructions[froms[-1]:] if froms else self.instructions
-
-    def env(self) -> dict[str, str]:
-        """The final stage's ENV (`ENV K=V ...`, or the old `ENV K V`)."""
-        env: dict[str, str] = {}
-        for op, args in self.final:
-            if op != "ENV":
-                continue
-            words = shlex.split(args)
-            if words and "=" not in words[0]:
-                env[words[0]] = args.split(None, 1)[1].strip() if len(words) > 1 else ""
-            else:
-                env.update(word.split("=", 1) for word in words if "=" in word)
-        return env
-
-    def healthcheck(self) -> tuple[bool, list[str] | None]:
-        """Whether the final stage has a HEALTHCHECK (other than NONE), and its command as an exec
-        form array (None: shell form)."""
-        found = [args for op, args in self.final if op == "HEALTHCHECK"]
-        if not found or found[-1].strip().upper() == "NONE":
-            return False, None
-        words = found[-1].split()
-        at = next((i for i, w in enumerate(words) if w.upper() == "CMD"), None)
-        try:
-            probe = json.loads(" ".join(words[at + 1:])) if at is not None else None
-        except json.JSONDecodeError:
-            probe = None
-        return True, [str(w) for w in probe] if isinstance(probe, list) and probe else None
-
-    def exec_form(self, op: str) -> list[str] | None:
-        """The final stage's last `op` (ENTRYPOINT, CMD) as a JSON array; None if absent or shell form."""
-        found = [args for o, args in self.final if o == op]
-        try:
-            value = json.loads(found[-1]) if found else None
-        except json.JSONDecodeError:
-            return None
-        return [str(v) for v in value] if isinstance(value, list) else None
 
 
 @dataclass
@@ -181,7 +130,7 @@ class Container:
     ports: dict[Any, Any]  # container port name -> number
     probe_ports: set[int]
     objects: dict[tuple[str, str], dict[str, Any]]
-    image: Image | None  # the app's Dockerfile, None when absent
+    image: Dockerfile | None  # the app's Dockerfile, None when absent
 
 
 # --- Rendering. ------------------------------------------------------------------------------
@@ -218,30 +167,75 @@ def missing_paths(directory: Path) -> list[str]:
     return found
 
 
-def strategic_merge(target: Any, patch: Any) -> Any:
-    """The part of a strategic merge patch these manifests use: maps merge, null deletes, lists
-    of named items (containers, env, volumes) merge by name, other lists are replaced."""
-    if isinstance(target, dict) and isinstance(patch, dict):
-        merged = dict(target)
+# What kustomize merges by key in a strategic merge patch of a built-in kind (the Kubernetes
+# schema's patchMergeKey); any other list of such a kind, and every list of a kind kustomize has no
+# schema for (a CRD's), the patch replaces.
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
+              "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath",
+              "imagePullSecrets": "name", "hostAliases": "ip", "resourceClaims": "name"}
+# Lists of built-in kinds merged in ways this script does not do (several keys, primitive merges):
+# a patch of one needs kubectl kustomize.
+UNMERGED_LISTS = {"topologySpreadConstraints", "finalizers", "ownerReferences", "conditions"}
+BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io",
+                  "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+                  "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io"}
+
+
+def _builtin(o: dict[str, Any]) -> bool:
+    """Whether kustomize knows the object's schema (its merge keys): a built-in API group."""
+    api_version = str(o.get("apiVersion", ""))
+    return (api_version.rpartition("/")[0] if "/" in api_version else "") in BUILTIN_GROUPS
+
+
+def strategic_merge(target: Any, patch: Any, builtin: bool = True, where: str = "patch") -> Any:
+    """A strategic merge patch as kustomize applies it, for what these manifests use: maps merge,
+    null or `$patch: delete` deletes, lists of a built-in kind with a merge key (MERGE_KEYS,
+    container ports by containerPort, a Service's by port) merge by it — the patch's items first, in
+    its order, then the rest — and other lists are replaced. Any other directive is refused."""
+    if isinstance(patch, dict):
+        directive = patch.get("$patch", "merge")
+        others = sorted(k for k in patch if str(k).startswith("$") and k != "$patch")
+        if others or directive != "merge":
+            raise Problem(f"{where}: {others or f'$patch: {directive}'} needs kubectl kustomize (this script "
+                          "reads $patch: delete only)")
+        merged = dict(target) if isinstance(target, dict) else {}
         for key, value in patch.items():
-            if value is None:
+            if key == "$patch":
+                continue
+            if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
                 merged.pop(key, None)
-            elif key in merged:
-                merged[key] = strategic_merge(merged[key], value)
+            elif isinstance(value, list):
+                merged[key] = _merge_list(merged.get(key), value, key, builtin, f"{where}: {key}")
             else:
-                merged[key] = strategic_merge({}, value) if isinstance(value, dict) else value
-        return merged
-    named = lambda items: isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)  # noqa: E731
-    if named(target) and named(patch):
-        merged = list(target)
-        for item in patch:
-            index = next((i for i, old in enumerate(merged) if old["name"] == item["name"]), None)
-            if index is None:
-                merged.append(strategic_merge({}, item))
-            else:
-                merged[index] = strategic_merge(merged[index], item)
+                merged[key] = strategic_merge(merged.get(key), value, builtin, f"{where}: {key}")
         return merged
     return copy.deepcopy(patch)
+
+
+def _merge_list(target: Any, patch: list[Any], field: str, builtin: bool, where: str) -> list[Any]:
+    if builtin and field in UNMERGED_LISTS:
+        raise Problem(f"{where}: patching {field} needs kubectl kustomize (not merged here)")
+    items = [i for i in [*patch, *(target if isinstance(target, list) else [])] if isinstance(i, dict)]
+    key = MERGE_KEYS.get(field) if field != "ports" else (
+        "containerPort" if any("containerPort" in i for i in items) else "port")
+    if not builtin or key is None or not all(isinstance(i, dict) and key in i for i in patch):
+        if any(isinstance(i, dict) and any(str(k).startswith("$") for k in i) for i in patch):
+            raise Problem(f"{where}: a directive in a list that is replaced, not merged, needs kubectl kustomize")
+        return copy.deepcopy(patch)
+    old = target if isinstance(target, list) else []
+    merged, matched = [], set()
+    for item in patch:
+        index = next((n for n, o in enumerate(old) if isinstance(o, dict) and o.get(key) == item[key]), None)
+        if index is not None:
+            matched.add(index)
+        if item.get("$patch") == "delete":
+            continue  # and one that is not there is not added
+        merged.append(strategic_merge(old[index] if index is not None else {}, item, builtin,
+                                      f"{where}[{key}={item[key]}]"))
+    return merged + [o for n, o in enumerate(old) if n not in matched]
+
+
+IMAGE_FIELDS = {"name", "newName", "newTag", "digest"}
 
 
 def own_render(directory: Path) -> list[dict[str, Any]]:
@@ -262,36 +256,57 @@ def own_render(directory: Path) -> list[dict[str, Any]]:
             index = next((i for i, o in enumerate(objects) if (o.get("kind"), o["metadata"].get("name")) == key), None)
             if index is None:
                 raise Problem(f"{directory}: patch {patch['path']} targets {key}, which is not among the resources")
-            directive = document.get("$patch", "merge")
-            if directive == "delete":
+            if document.get("$patch") == "delete":
                 del objects[index]
-            elif directive == "merge":
-                objects[index] = strategic_merge(objects[index], document)
             else:
-                raise Problem(f"{directory}: patch {patch['path']}: $patch: {directive} needs kubectl kustomize "
-                              "(only merge and delete here)")
+                objects[index] = strategic_merge(objects[index], document, _builtin(objects[index]),
+                                                 f"{directory}: patch {patch['path']}")
     for image in k.get("images") or []:
+        if not set(image) <= IMAGE_FIELDS or "name" not in image:
+            raise Problem(f"{directory}: image {image} needs kubectl kustomize (this script reads "
+                          f"{sorted(IMAGE_FIELDS)}, with a name)")
         for o in objects:
-            for c in _containers(o):
-                name, suffix = _split_image(c.get("image", ""))
-                if name == image["name"]:
-                    # As kustomize: a digest wins over a tag; neither keeps the image's own.
-                    c["image"] = image.get("newName", name) + (
-                        f"@{image['digest']}" if "digest" in image
-                        else f":{image['newTag']}" if "newTag" in image else suffix)
+            for c in _image_containers(o):
+                name, tag, digest = _split_image(str(c.get("image", "")))
+                if name != image["name"]:
+                    continue
+                # As kustomize: a new tag or digest replaces both the old tag and digest.
+                if "newTag" in image or "digest" in image:
+                    tag, digest = str(image.get("newTag", "")), str(image.get("digest", ""))
+                c["image"] = str(image.get("newName", name)) + (f":{tag}" if tag else "") + (
+                    f"@{digest}" if digest else "")
     return objects
 
 
-def _split_image(image: str) -> tuple[str, str]:
-    """`registry:5000/name:tag` -> (`registry:5000/name`, `:tag`); a digest (`@sha256:...`) likewise."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, f"@{digest}"
-    head, _, last = image.rpartition("/")
-    if ":" in last:
-        last, tag = last.split(":", 1)
-        return f"{head}/{last}" if head else last, f":{tag}"
-    return image, ""
+def _image_containers(node: Any) -> list[dict[str, Any]]:
+    """The containers and initContainers anywhere in an object, whose `image` kustomize's
+    `images` sets (in any kind)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                found += [c for c in value if isinstance(c, dict) and "image" in c]
+            else:
+                found += _image_containers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _image_containers(value)
+    return found
+
+
+def _split_image(image: str) -> tuple[str, str, str]:
+    """`registry:5000/name:tag@sha256:...` -> (`registry:5000/name`, `tag`, `sha256:...`), as
+    kustomize splits an image (a `:` or `@` counts after the first `/`)."""
+    slash = image.find("/")
+    start = slash if slash > 0 else 0
+    at, colon = image.find("@", start), image.find(":", start)
+    if at < 0 and colon < 0:
+        return image, "", ""
+    if at >= 0 and (colon < 0 or at < colon):
+        return image[:at], "", image[at + 1:]
+    if at >= 0:
+        return image[:colon], image[colon + 1:at], image[at + 1:]
+    return image[:colon], image[colon + 1:], ""
 
 
 def kubectl_render(directory: Path) -> list[dict[str, Any]]:
@@ -535,7 +550,7 @@ def _failure_window(probe: dict[str, Any]) -> float:
 
 
 def check_workload(o: dict[str, Any], objects: dict[tuple[str, str], dict[str, Any]], app: App,
-                   image: Image | None) -> list[str]:
+                   image: Dockerfile | None) -> list[str]:
     found = []
     name, spec = _name(o), o.get("spec") or {}
     pod = (spec.get("template") or {}).get("spec") or {}
@@ -710,8 +725,8 @@ def hits_container(c: Container) -> list[str]:
         args, origin = [str(a) for a in container["args"] or []], "args"
     elif "command" in container:
         args, origin = [], "command without args"
-    elif c.image is not None and c.image.exec_form("CMD") is not None:
-        args, origin = c.image.exec_form("CMD") or [], f"{c.image.path.name}'s CMD"
+    elif c.image is not None and c.image.final.cmd is not None:
+        args, origin = c.image.final.cmd, f"{c.image.path.name}'s CMD"
     else:
         args, origin = [], "the defaults"
     options, problems = hits_server_options(args)
@@ -750,7 +765,7 @@ def hits_container(c: Container) -> list[str]:
         found.append(f"{who}: Service/{served[0]} sends it requests, but it has no lifecycle.preStop.sleep: SIGTERM "
                      "would close the listener while the endpoint is still being removed (connection refused)")
     # The store.
-    store = c.env.get("HITS_STORE", (c.image.env() if c.image is not None else {}).get("HITS_STORE", "memory"))
+    store = c.env.get("HITS_STORE", (c.image.final.env_dict() if c.image is not None else {}).get("HITS_STORE", "memory"))
     if store is None:
         return found  # from a Secret: not known here
     problem = hits_store_problem(store)
@@ -911,7 +926,7 @@ def _check_budget(o: dict[str, Any], objects: dict[tuple[str, str], dict[str, An
     return found
 
 
-def check_objects(documents: list[dict[str, Any]], app: App, image: Image | None = None) -> list[str]:
+def check_objects(documents: list[dict[str, Any]], app: App, image: Dockerfile | None = None) -> list[str]:
     found = []
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for o in documents:
@@ -941,45 +956,45 @@ def _user_id(user: str) -> int | None:
     return NONROOT_UID if name == "nonroot" else int(name) if name.isdigit() else None
 
 
-def check_dockerfile(image: Image, deployment: dict[str, Any] | None, app: App) -> list[str]:
+def check_dockerfile(image: Dockerfile, deployment: dict[str, Any] | None, app: App) -> list[str]:
     found = []
-    path, instructions, final = image.path, image.instructions, image.final
-    # FROM [--platform=...] IMAGE [AS NAME]
-    froms = [next((a for a in args.split() if not a.startswith("--")), "") for op, args in instructions if op == "FROM"]
-    if not froms or not froms[0].startswith("rust:"):
+    path, stages, final = image.path, image.stages, image.final
+    froms = [stage.image for stage in stages]
+    if not froms[0].startswith("rust:"):
         found.append(f"{path.name}: the first stage must build with a rust: image, not {froms[:1]}")
-    if froms and froms[-1] != "gcr.io/distroless/cc-debian12:nonroot":
+    if froms[-1] != "gcr.io/distroless/cc-debian12:nonroot":
         found.append(f"{path.name}: the final image must be gcr.io/distroless/cc-debian12:nonroot, not {froms[-1]}")
     bins = set(re.findall(r'name\s*=\s*"([^"]+)"', (app.crate / "Cargo.toml").read_text()))
-    built = re.findall(r"--bin\s+(\S+)", " ".join(args for op, args in instructions if op == "RUN"))
+    built = re.findall(r"--bin\s+(\S+)", " ".join(run for stage in stages for run in stage.runs))
     if not built or any(b not in bins for b in built):
         found.append(f"{path.name}: builds {built}, not a [[bin]] of {app.crate.relative_to(ROOT)} ({sorted(bins)})")
-    for op, args in instructions:
-        if op == "COPY" and "--from" not in args:
-            sources = [a for a in args.split() if not a.startswith("--")][:-1]
-            found += [f"{path.name}: COPY {source}: no such path in the repository"
-                      for source in sources if not (ROOT / source).exists()]
-    command = image.exec_form("ENTRYPOINT")
+    for stage in stages:
+        for copied in stage.copies:
+            if copied.source_stage is None:
+                found += [f"{path.name}: COPY {source}: no such path in the repository"
+                          for source in copied.sources if not (ROOT / source).exists()]
+    command = final.entrypoint
     if command is None:
         found.append(f"{path.name}: ENTRYPOINT must be exec form (a JSON array), so the process is PID 1 and "
                      "gets SIGTERM")
     elif built and Path(command[0]).name != built[0]:
         found.append(f"{path.name}: ENTRYPOINT runs {command[0]}, not the binary it builds ({built[0]})")
-    users = [args.strip() for op, args in final if op == "USER"]
-    if users[-1:] not in (["nonroot"], ["nonroot:nonroot"], [str(NONROOT_UID)], [f"{NONROOT_UID}:{NONROOT_UID}"]):
-        found.append(f"{path.name}: the final stage must run as USER nonroot ({NONROOT_UID}), not {users[-1:]}")
-    present, probe = image.healthcheck()
-    if present and probe is None:
+    users = [final.user] if final.user is not None else []
+    if users not in (["nonroot"], ["nonroot:nonroot"], [str(NONROOT_UID)], [f"{NONROOT_UID}:{NONROOT_UID}"]):
+        found.append(f"{path.name}: the final stage must run as USER nonroot ({NONROOT_UID}), not {users}")
+    health = final.healthcheck if final.healthcheck is not None and final.healthcheck.test != ["NONE"] else None
+    probe = health.argv if health is not None else None
+    if health is not None and probe is None:
         # Distroless has no shell: a shell-form HEALTHCHECK could never run.
         found.append(f"{path.name}: HEALTHCHECK CMD must be exec form (a JSON array): the image has no shell")
     elif probe is not None and command is not None and probe[0] != command[0]:
         found.append(f"{path.name}: HEALTHCHECK runs {probe[0]}, not the image's binary {command[0]} (no other "
                      "program is in a distroless image)")
-    signals = [args.strip().upper() for op, args in final if op == "STOPSIGNAL"]
-    if signals[-1:] not in ([], ["SIGTERM"], ["TERM"], ["15"]):
-        found.append(f"{path.name}: STOPSIGNAL {signals[-1]}: the drain starts on SIGTERM, and the kubelet sends "
+    signal = (final.stopsignal or "").upper()
+    if signal not in ("", "SIGTERM", "TERM", "15"):
+        found.append(f"{path.name}: STOPSIGNAL {signal}: the drain starts on SIGTERM, and the kubelet sends "
                      "the image's STOPSIGNAL")
-    exposed = {int(p.split("/")[0]) for op, args in final if op == "EXPOSE" for p in args.split()}
+    exposed = {int(p.split("/")[0]) for p in final.expose}
     if deployment is not None:
         pod = deployment["spec"]["template"]["spec"]
         ports = {p["containerPort"] for c in pod["containers"] for p in c.get("ports") or []}
@@ -996,15 +1011,15 @@ def check_dockerfile(image: Image, deployment: dict[str, Any] | None, app: App) 
     return found
 
 
-def hits_image(image: Image, exposed: set[int]) -> list[str]:
+def hits_image(image: Dockerfile, exposed: set[int]) -> list[str]:
     """hits-server's CMD parses and listens on the port the image EXPOSEs."""
-    cmd = image.exec_form("CMD")
+    cmd = image.final.cmd
     options, problems = hits_server_options(cmd or [])
     found = [f"CMD {cmd}: {p} (hits-server would exit 2)" for p in problems]
     port = int(options["--addr"].rpartition(":")[2]) if not problems else None
     if port is not None and port not in exposed:
         found.append(f"CMD listens on {port}, which it does not EXPOSE ({sorted(exposed)})")
-    probe = image.healthcheck()[1]
+    probe = image.final.healthcheck.argv if image.final.healthcheck is not None else None
     if probe is not None and port is not None and probe[1:2] == ["healthcheck"]:
         # `hits-server healthcheck [--addr HOST:PORT]`, 127.0.0.1:8000 by default.
         addr = "127.0.0.1:8000"
@@ -1060,14 +1075,18 @@ def check(root: Path | None = None, dockerfile: Path | None = None, use_kubectl:
     app = app or app_for(root)
     dockerfile = dockerfile or app.dockerfile
     found = []
-    image = Image.read(dockerfile) if dockerfile.is_file() else None
-    if image is None:
-        if app.dockerfile_required:
-            found.append(f"{dockerfile}: no such Dockerfile")
-        else:
-            note = f"{app.name}: {dockerfile} does not exist (yet): its checks are skipped"
-            if note not in SKIPPED:
-                SKIPPED.append(note)
+    image = None
+    if dockerfile.is_file():
+        try:
+            image = read_dockerfile(dockerfile)
+        except DockerfileError as e:
+            found.append(str(e))
+    elif app.dockerfile_required:
+        found.append(f"{dockerfile}: no such Dockerfile")
+    else:
+        note = f"{app.name}: {dockerfile} does not exist (yet): its checks are skipped"
+        if note not in SKIPPED:
+            SKIPPED.append(note)
     overlays = root / "overlays"
     directories = [root / "base", *sorted(p for p in (overlays.iterdir() if overlays.is_dir() else []) if p.is_dir())]
     base_deployment = None
@@ -1126,6 +1145,20 @@ class TheManifests(unittest.TestCase):
                 self.assertTrue(app.dockerfile.is_file(), app.dockerfile)
 
 
+# kustomize's own documented examples (scripts/testdata/kustomize/README.md): each renders its
+# overlay/ (else itself) to its expected.yaml.
+KUSTOMIZE_TESTDATA = ROOT / "scripts/testdata/kustomize"
+KUSTOMIZE_CASES = sorted(p for p in KUSTOMIZE_TESTDATA.iterdir() if p.is_dir())
+
+
+def _case_directory(case: Path) -> Path:
+    return case / "overlay" if (case / "overlay").is_dir() else case
+
+
+def _by_kind_and_name(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(documents, key=lambda o: (str(o.get("kind")), str((o.get("metadata") or {}).get("name"))))
+
+
 class TheRendering(unittest.TestCase):
     """This script's own kustomize subset, on the cases the manifests use."""
 
@@ -1143,9 +1176,53 @@ class TheRendering(unittest.TestCase):
         self.assertNotIn("minAvailable", budget["spec"])
 
     def test_image_names_and_tags(self) -> None:
-        self.assertEqual(_split_image("registry:5000/team/hits-server:v1"), ("registry:5000/team/hits-server", ":v1"))
-        self.assertEqual(_split_image("hits-server@sha256:abc"), ("hits-server", "@sha256:abc"))
-        self.assertEqual(_split_image("hits-server"), ("hits-server", ""))
+        self.assertEqual(_split_image("registry:5000/team/hits-server:v1"), ("registry:5000/team/hits-server", "v1", ""))
+        self.assertEqual(_split_image("hits-server@sha256:abc"), ("hits-server", "", "sha256:abc"))
+        self.assertEqual(_split_image("hits-server:v1@sha256:abc"), ("hits-server", "v1", "sha256:abc"))
+        self.assertEqual(_split_image("hits-server"), ("hits-server", "", ""))
+
+    def test_kustomizes_documented_examples_render_as_documented(self) -> None:
+        self.assertGreaterEqual(len(KUSTOMIZE_CASES), 4)
+        for case in KUSTOMIZE_CASES:
+            with self.subTest(case=case.name):
+                self.assertEqual(_by_kind_and_name(own_render(_case_directory(case))),
+                                 _by_kind_and_name(load_documents(case / "expected.yaml")))
+
+    @unittest.skipUnless(shutil.which("kubectl"), "kubectl is not on PATH")
+    def test_kustomizes_documented_examples_are_what_kubectl_kustomize_renders(self) -> None:
+        for case in KUSTOMIZE_CASES:
+            with self.subTest(case=case.name):
+                self.assertEqual(_by_kind_and_name(kubectl_render(_case_directory(case))),
+                                 _by_kind_and_name(load_documents(case / "expected.yaml")))
+
+    def test_what_it_does_not_render_is_refused(self) -> None:
+        base = KUSTOMIZE_TESTDATA / "inline-patch/base"
+        patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "deploy"}}
+        pod = lambda spec: {**patch, "spec": {"template": {"spec": spec}}}  # noqa: E731
+        for kustomization, document, expected in [
+            ({"namePrefix": "a-"}, None, "['namePrefix'] needs kubectl kustomize"),
+            ({"patches": [{"path": "p.yaml", "target": {"kind": "Deployment"}}]}, patch, "only `path:` patches"),
+            ({"patches": [{"patch": "{}"}]}, None, "only `path:` patches"),
+            ({"images": [{"name": "nginx", "tagSuffix": "-x"}]}, None, "image {'name': 'nginx', 'tagSuffix': '-x'}"),
+            ({"patches": [{"path": "p.yaml"}]}, {**patch, "$patch": "replace"}, "$patch: replace"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"containers": [{"name": "nginx", "$patch": "replace"}]}),
+             "$patch: replace"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"$setElementOrder/containers": [{"name": "nginx"}]}),
+             "['$setElementOrder/containers']"),
+            ({"patches": [{"path": "p.yaml"}]}, pod({"topologySpreadConstraints": []}), "patching "
+             "topologySpreadConstraints"),
+            ({"patches": [{"path": "p.yaml"}]}, {**patch, "metadata": {"name": "other"}}, "which is not among"),
+        ]:
+            with self.subTest(expected=expected), tempfile.TemporaryDirectory() as tmp:
+                overlay = Path(tmp) / "overlay"
+                shutil.copytree(base, Path(tmp) / "base")
+                overlay.mkdir()
+                (overlay / "kustomization.yaml").write_text(yaml.safe_dump({"resources": ["../base"], **kustomization}))
+                if document is not None:
+                    (overlay / "p.yaml").write_text(yaml.safe_dump(document))
+                with self.assertRaises(Problem) as caught:
+                    own_render(overlay)
+                self.assertIn(expected, str(caught.exception))
 
     def test_hits_server_options_as_the_server_parses_them(self) -> None:
         self.assertEqual(hits_server_options([]), (HITS_SERVER_OPTIONS, []))
@@ -1165,6 +1242,99 @@ class TheRendering(unittest.TestCase):
         for bad in ("redis:x", "file:", "dynamodb:a", "dynamodb:has space", "dynamodb:t-1#3/3", "dynamodb:t-1#0/11",
                     "dynamodb:t-1#1", "dynamodb:t-1#a/b", "dynamodb:#0/2", "s3:bucket", "s3:/key", "s3:b/", "mem"):
             self.assertIsNotNone(hits_store_problem(bad), bad)
+
+
+class TheDockerfileReader(unittest.TestCase):
+    """scripts/dockerfile.py, the one reader of the Dockerfiles (image.rs runs it too)."""
+
+    def test_joins_continued_lines_and_drops_comments_inside_them_as_docker_does(self) -> None:
+        image = parse_dockerfile("# syntax=docker/dockerfile:1\nFROM a\nRUN one \\\n  # inside\n\n  two\n# c\nUSER 1\n")
+        self.assertEqual([(i.line, i.op, i.args) for i in image.final.instructions], [(3, "RUN", "one two"), (8, "USER", "1")])
+
+    def test_reads_the_final_stage_of_the_hits_dockerfile(self) -> None:
+        final = read_dockerfile(HITS.dockerfile).final
+        self.assertEqual((final.image, final.user, final.env, final.expose, final.stopsignal),
+                         ("gcr.io/distroless/cc-debian12:nonroot", "65532:65532", [("HITS_STORE", "memory")],
+                          ["8000"], "SIGTERM"))
+        self.assertEqual([(c.source_stage, c.sources, c.dest) for c in final.copies],
+                         [("builder", ["/hits-server"], "/usr/local/bin/hits-server")])
+        assert final.healthcheck is not None
+        self.assertEqual((final.healthcheck.argv, final.healthcheck.interval, final.healthcheck.timeout,
+                          final.healthcheck.start_period, final.healthcheck.retries),
+                         (["/usr/local/bin/hits-server", "healthcheck"], 10.0, 3.0, 5.0, 3))
+
+    def test_healthcheck_options_are_go_durations_with_dockers_defaults(self) -> None:
+        check = parse_dockerfile("FROM a\nHEALTHCHECK --interval=1m30s --retries=5 CMD [\"x\"]\n").final.healthcheck
+        assert check is not None
+        self.assertEqual((check.test, check.interval, check.timeout, check.start_period, check.retries),
+                         (["CMD", "x"], 90.0, 30.0, 0.0, 5))
+        self.assertEqual([go_duration(t) for t in ("500ms", "1.5h", "0", "10", "1s2", "")],
+                         [0.5, 5400.0, 0.0, None, None, None])
+        shell = parse_dockerfile("FROM a\nHEALTHCHECK CMD curl -f localhost\n").final.healthcheck
+        self.assertEqual((shell.test, shell.argv) if shell else None, (["CMD-SHELL", "curl -f localhost"], None))
+        self.assertEqual(parse_dockerfile("FROM a\nHEALTHCHECK NONE\n").final.healthcheck.test, ["NONE"])  # type: ignore[union-attr]
+
+    def test_env_in_both_forms_and_exec_form_only_as_a_json_array_of_strings(self) -> None:
+        final = parse_dockerfile("FROM a\nENV A=1 B=\"two words\" C='x y'\nENV D one two\n"
+                                 "ENTRYPOINT [\"/x\", 1]\nCMD [\"--a\"]\n").final
+        self.assertEqual(final.env, [("A", "1"), ("B", "two words"), ("C", "x y"), ("D", "one two")])
+        self.assertEqual((final.entrypoint, final.cmd), (None, ["--a"]))
+        self.assertIsNone(parse_dockerfile("FROM a\nCMD x --a\n").final.cmd)
+
+    def test_stages_by_name_with_their_copies(self) -> None:
+        image = parse_dockerfile("ARG V=1\nFROM --platform=$BUILDPLATFORM rust:1 AS builder\nRUN make\n"
+                                 "FROM scratch\nCOPY --from=builder --chmod=755 /a /b /dest/\nCOPY [\"x y\", \"/z\"]\n"
+                                 "WORKDIR /w\nWORKDIR sub\n")
+        self.assertEqual([(s.image, s.name, s.platform) for s in image.stages],
+                         [("rust:1", "builder", "$BUILDPLATFORM"), ("scratch", None, None)])
+        self.assertEqual(image.stages[0].runs, ["make"])
+        self.assertEqual([(c.source_stage, c.sources, c.dest) for c in image.final.copies],
+                         [("builder", ["/a", "/b"], "/dest/"), (None, ["x y"], "/z")])
+        self.assertEqual(image.final.workdir, "/w/sub")
+
+    def test_refuses_what_docker_refuses_or_it_does_not_read(self) -> None:
+        for text, expected in [
+            ("RUN x\n", "RUN before the first FROM"),
+            ("FROM a\nHEALTHCHECK --interval=10 CMD [\"x\"]\n", "--interval=10 is no duration"),
+            ("FROM a\nHEALTHCHECK --every=1s CMD [\"x\"]\n", "has no option --every"),
+            ("FROM a\nHEALTHCHECK [\"x\"]\n", "needs CMD"),
+            ("# escape=`\nFROM a\n", "parser directive 'escape'"),
+            ("FROM a\nRUN <<EOF\nx\nEOF\n", "heredoc"),
+            ("FROM a\nENV A=$B\n", "`$` substitution"),
+            ("FROM a AS b\nFROM b\n", "FROM the stage b"),
+            ("FROM a\nRUN x \\\n", "ends inside a continuation"),
+            ("", "no FROM"),
+        ]:
+            with self.subTest(text=text):
+                with self.assertRaises(DockerfileError) as caught:
+                    parse_dockerfile(text, "Dockerfile")
+                self.assertIn(expected, str(caught.exception))
+
+    def test_prints_the_stages_as_json_for_image_rs(self) -> None:
+        done = subprocess.run([sys.executable, str(ROOT / "scripts/dockerfile.py"), str(HITS.dockerfile)],
+                              capture_output=True, text=True, check=False)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout), read_dockerfile(HITS.dockerfile).to_json())
+        self.assertEqual(json.loads(done.stdout)["stages"][-1]["cmd"],
+                         ["--addr", "0.0.0.0:8000", "--shutdown-timeout", "25"])
+        with tempfile.TemporaryDirectory() as tmp:
+            broken = Path(tmp) / "Dockerfile"
+            broken.write_text("FROM a\nHEALTHCHECK --interval=x CMD [\"y\"]\n")
+            done = subprocess.run([sys.executable, str(ROOT / "scripts/dockerfile.py"), str(broken)],
+                                  capture_output=True, text=True, check=False)
+        self.assertEqual((done.returncode, done.stdout), (os.EX_DATAERR, ""))
+        self.assertEqual(done.stderr, f"dockerfile.py: {broken}:2: HEALTHCHECK --interval=x is no duration "
+                                      "(10s, 1m30s, 500ms)\n")
+
+    def test_a_broken_dockerfile_is_a_problem_of_the_checks(self) -> None:
+        text = HITS.dockerfile.read_text()
+        line = 1 + [n for n, l in enumerate(text.splitlines()) if l.startswith("HEALTHCHECK")][0]
+        with tempfile.TemporaryDirectory() as tmp:
+            broken = Path(tmp) / "Dockerfile"
+            broken.write_text(text.replace("--timeout=3s", "--timeout=3"))
+            problems = check(HITS.manifests, broken, app=HITS)
+        self.assertEqual([p for p in problems if "HEALTHCHECK" in p],
+                         [f"{broken}:{line}: HEALTHCHECK --timeout=3 is no duration (10s, 1m30s, 500ms)"])
 
 
 class BrokenCopies:

@@ -1,5 +1,7 @@
-//! deploy/hits-server/Dockerfile, without Docker: its final stage read instruction by instruction,
-//! checked against what the binary can do, and the binary run exactly as the image would run it.
+//! deploy/hits-server/Dockerfile, without Docker: its final stage as scripts/dockerfile.py reads it
+//! (the repository's one Dockerfile reader, which scripts/test_k8s.py uses too; run with the
+//! venv's Python, else python3, and skipped without either), checked against what the binary can
+//! do, and the binary run exactly as the image would run it.
 //!
 //! * The checks: the binary the builder stage builds is the one the final stage copies, the
 //!   ENTRYPOINT runs and the HEALTHCHECK runs; both argument lists parse as hits-server's own
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hits::server;
+use serde::Deserialize;
 
 /// What distroless sets in its image config: the environment every container starts from.
 const DISTROLESS_ENV: [(&str, &str); 2] = [
@@ -46,69 +49,47 @@ fn dockerfile_path(name: &str) -> PathBuf {
     testkit::workspace().join("deploy").join(name).join("Dockerfile")
 }
 
-// --- Reading the Dockerfile. ----------------------------------------------------------------------
+// --- Reading the Dockerfile: scripts/dockerfile.py, the repository's one reader. ---------------
 
-/// One instruction: its keyword (upper case) and the rest of its (joined) lines.
-#[derive(Debug, Clone)]
-struct Instruction {
-    op: String,
-    args: String,
+/// The stages as `python scripts/dockerfile.py PATH` prints them (its docstring has the format).
+#[derive(Debug, Deserialize)]
+struct Dockerfile {
+    stages: Vec<Stage>,
 }
 
-/// The instructions in order: comment lines dropped (also inside a continuation, as Docker
-/// does), `\`-continued lines joined.
-fn instructions(text: &str) -> Vec<Instruction> {
-    let mut out = Vec::new();
-    let mut pending = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && pending.is_empty()) {
-            continue;
-        }
-        let (body, continued) = match trimmed.strip_suffix('\\') {
-            Some(body) => (body.trim_end(), true),
-            None => (trimmed, false),
-        };
-        if !pending.is_empty() && !body.is_empty() {
-            pending.push(' ');
-        }
-        pending.push_str(body);
-        if !continued && !pending.is_empty() {
-            let (op, args) = pending.split_once(char::is_whitespace).unwrap_or((&pending, ""));
-            out.push(Instruction { op: op.to_uppercase(), args: args.trim().to_owned() });
-            pending.clear();
-        }
-    }
-    out
+/// One stage: its image and what an image built from it is configured with.
+#[derive(Debug, Deserialize)]
+struct Stage {
+    image: String,
+    runs: Vec<String>,
+    copies: Vec<Copy>,
+    user: Option<String>,
+    env: Vec<(String, String)>,
+    expose: Vec<String>,
+    /// Exec form; `None`: absent, or the shell form (distroless has no shell to run it).
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    healthcheck: Option<DockerHealthcheck>,
+    stopsignal: Option<String>,
+    workdir: Option<String>,
 }
 
-/// `["a", "b"]` → its strings; `None` for the shell form (distroless has no shell to run it).
-fn exec_form(args: &str) -> Option<Vec<String>> {
-    serde_json::from_str(args).ok()
+#[derive(Debug, Deserialize)]
+struct Copy {
+    from: Option<String>,
+    sources: Vec<String>,
+    dest: String,
 }
 
-/// A Go duration as Docker reads HEALTHCHECK's options: `10s`, `1m30s`, `500ms`.
-fn go_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(value * unit);
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+/// HEALTHCHECK as Docker stores it: `test` is `["CMD", argv...]`, `["CMD-SHELL", command]` or
+/// `["NONE"]`; the options in seconds, Docker's defaults filled in.
+#[derive(Debug, Deserialize)]
+struct DockerHealthcheck {
+    test: Vec<String>,
+    interval: f64,
+    timeout: f64,
+    start_period: f64,
+    retries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -121,74 +102,21 @@ struct Healthcheck {
     argv: Option<Vec<String>>,
 }
 
-/// `--interval=10s ... CMD ["..."]`; `Err` for `NONE` or options Docker would refuse.
-fn healthcheck(args: &str) -> Result<Healthcheck, String> {
-    let mut check = Healthcheck {
-        interval: Duration::from_secs(30),
-        timeout: DOCKER_HEALTHCHECK_TIMEOUT,
-        start_period: Duration::ZERO,
-        retries: 3,
-        argv: None,
+/// `Err` for no HEALTHCHECK or `NONE`.
+fn healthcheck(found: Option<DockerHealthcheck>) -> Result<Healthcheck, String> {
+    let found = found.ok_or("no HEALTHCHECK")?;
+    let argv = match found.test.first().map(String::as_str) {
+        Some("CMD") => Some(found.test[1..].to_vec()),
+        Some("CMD-SHELL") => None,
+        _ => return Err(format!("HEALTHCHECK {}", found.test.join(" "))),
     };
-    let mut rest = args.trim();
-    while let Some(option) = rest.strip_prefix("--") {
-        let (option, after) = option.split_once(char::is_whitespace).unwrap_or((option, ""));
-        rest = after.trim_start();
-        let (name, value) =
-            option.split_once('=').ok_or_else(|| format!("HEALTHCHECK --{option} has no value"))?;
-        let duration =
-            || go_duration(value).ok_or_else(|| format!("HEALTHCHECK --{name}={value} is no duration"));
-        match name {
-            "interval" => check.interval = duration()?,
-            "timeout" => check.timeout = duration()?,
-            "start-period" => check.start_period = duration()?,
-            "start-interval" => {
-                duration()?;
-            }
-            "retries" => {
-                check.retries = value.parse().map_err(|_| format!("HEALTHCHECK --retries={value}"))?
-            }
-            _ => return Err(format!("HEALTHCHECK has no option --{name}")),
-        }
-    }
-    let (kind, command) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    match kind.to_uppercase().as_str() {
-        "NONE" => Err("HEALTHCHECK NONE".into()),
-        "CMD" => {
-            check.argv = exec_form(command.trim());
-            Ok(check)
-        }
-        "CMD-SHELL" => Ok(check),
-        other => Err(format!("HEALTHCHECK {other}: expected CMD")),
-    }
-}
-
-/// `ENV A=1 B="two words"` (and the legacy `ENV A 1`) → pairs.
-fn env_pairs(args: &str) -> Vec<(String, String)> {
-    let mut words = Vec::new();
-    let (mut word, mut quoted) = (String::new(), false);
-    for c in args.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    if words.first().is_some_and(|w| !w.contains('=')) {
-        let (key, value) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
-        return vec![(key.to_owned(), value.trim().to_owned())];
-    }
-    words
-        .iter()
-        .map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap_or_default())
-        .collect()
+    Ok(Healthcheck {
+        interval: Duration::from_secs_f64(found.interval),
+        timeout: Duration::from_secs_f64(found.timeout),
+        start_period: Duration::from_secs_f64(found.start_period),
+        retries: found.retries,
+        argv,
+    })
 }
 
 /// The Dockerfile as far as running the image goes.
@@ -210,57 +138,73 @@ struct Image {
     workdir: Option<String>,
 }
 
-fn read_image(text: &str) -> Image {
-    let all = instructions(text);
-    let stages: Vec<usize> = all.iter().enumerate().filter(|(_, i)| i.op == "FROM").map(|(n, _)| n).collect();
-    assert!(stages.len() >= 2, "a builder stage and a final stage: {stages:?}");
-    let image_of = |i: &Instruction| {
-        i.args.split_whitespace().find(|a| !a.starts_with("--")).unwrap_or_default().to_owned()
-    };
-    let builder = &all[stages[0]..stages[1]];
-    let last = *stages.last().unwrap();
-    let stage = &all[last + 1..];
-    let mut image = Image {
-        builder_from: image_of(&all[stages[0]]),
-        build: builder.iter().filter(|i| i.op == "RUN").map(|i| i.args.clone()).collect(),
-        final_from: image_of(&all[last]),
-        copies: Vec::new(),
-        user: None,
-        env: Vec::new(),
-        expose: Vec::new(),
-        entrypoint: None,
-        cmd: None,
-        healthcheck: Err("no HEALTHCHECK".into()),
-        stop_signal: None,
-        workdir: None,
-    };
-    for i in stage {
-        match i.op.as_str() {
-            "COPY" => {
-                let mut from = None;
-                let mut paths = Vec::new();
-                for word in i.args.split_whitespace() {
-                    match word.strip_prefix("--from=") {
-                        Some(stage) => from = Some(stage.to_owned()),
-                        None if word.starts_with("--") => {}
-                        None => paths.push(word.to_owned()),
-                    }
-                }
-                let dest = paths.pop().unwrap_or_default();
-                image.copies.push((from, paths, dest));
-            }
-            "USER" => image.user = Some(i.args.clone()),
-            "ENV" => image.env.extend(env_pairs(&i.args)),
-            "EXPOSE" => image.expose.extend(i.args.split_whitespace().map(str::to_owned)),
-            "ENTRYPOINT" => image.entrypoint = exec_form(&i.args),
-            "CMD" => image.cmd = exec_form(&i.args),
-            "HEALTHCHECK" => image.healthcheck = healthcheck(&i.args),
-            "STOPSIGNAL" => image.stop_signal = Some(i.args.clone()),
-            "WORKDIR" => image.workdir = Some(i.args.clone()),
-            _ => {}
-        }
+/// The Python that runs scripts/dockerfile.py (standard library only): the venv's
+/// (scripts/bootstrap makes it), else `python3`; `None` after [`testkit::skip`] without either.
+fn python() -> Option<PathBuf> {
+    let venv = testkit::workspace().join(".venv/bin/python");
+    let found = [venv, PathBuf::from("python3")]
+        .into_iter()
+        .find(|python| Command::new(python).arg("--version").output().is_ok_and(|out| out.status.success()));
+    if found.is_none() {
+        testkit::skip(
+            "needs Python 3 to read the Dockerfile with scripts/dockerfile.py (.venv/bin/python or python3)",
+        );
     }
-    image
+    found
+}
+
+/// `python scripts/dockerfile.py PATH`: the image its final stage describes, or why the reader
+/// (or Docker) refuses the file.
+fn read_image(python: &Path, dockerfile: &Path) -> Result<Image, Vec<String>> {
+    let script = testkit::workspace().join("scripts/dockerfile.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(dockerfile)
+        .output()
+        .unwrap_or_else(|e| panic!("{} {}: {e}", python.display(), script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => {}
+        // EX_DATAERR: a Dockerfile Docker would refuse, or one the reader does not read.
+        Some(65) => return Err(vec![stderr.trim().trim_start_matches("dockerfile.py: ").to_owned()]),
+        _ => panic!(
+            "{} {} {}: {}\n{stderr}",
+            python.display(),
+            script.display(),
+            dockerfile.display(),
+            out.status
+        ),
+    }
+    let parsed: Dockerfile = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("scripts/dockerfile.py printed JSON this test does not read: {e}"));
+    let mut stages = parsed.stages;
+    if stages.len() < 2 {
+        return Err(vec![format!("{} stage(s): a builder stage and a final stage", stages.len())]);
+    }
+    let last = stages.pop().unwrap();
+    let builder = stages.swap_remove(0);
+    Ok(Image {
+        builder_from: builder.image,
+        build: builder.runs,
+        final_from: last.image,
+        copies: last.copies.into_iter().map(|c| (c.from, c.sources, c.dest)).collect(),
+        user: last.user,
+        env: last.env,
+        expose: last.expose,
+        entrypoint: last.entrypoint,
+        cmd: last.cmd,
+        healthcheck: healthcheck(last.healthcheck),
+        stop_signal: last.stopsignal,
+        workdir: last.workdir,
+    })
+}
+
+/// A Dockerfile's text, read through [`read_image`] from a temporary file.
+fn read_text(python: &Path, text: &str) -> Result<Image, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Dockerfile");
+    std::fs::write(&path, text).unwrap();
+    read_image(python, &path)
 }
 
 // --- What the binary can do. ------------------------------------------------------------------
@@ -509,16 +453,19 @@ fn check(image: &Image) -> Result<Run, Vec<String>> {
     })
 }
 
-fn the_image() -> Run {
+/// The image deploy/hits-server/Dockerfile describes, checked; `None` (skipped) without Python.
+fn the_image() -> Option<Run> {
+    let python = python()?;
     let path = dockerfile_path("hits-server");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    check(&read_image(&text))
-        .unwrap_or_else(|problems| panic!("{}:\n  {}", path.display(), problems.join("\n  ")))
+    let run = read_image(&python, &path)
+        .and_then(|image| check(&image))
+        .unwrap_or_else(|problems| panic!("{}:\n  {}", path.display(), problems.join("\n  ")));
+    Some(run)
 }
 
 #[test]
 fn the_dockerfile_describes_an_image_the_binary_can_run() {
-    let run = the_image();
+    let Some(run) = the_image() else { return };
     eprintln!(
         "image: {:?} as {}:{} in {}, listening on {}, HEALTHCHECK {:?} every {:?} (probe {:?} of {:?}), \
          STOPSIGNAL SIG{}, drain {:?}",
@@ -542,6 +489,7 @@ fn the_dockerfile_describes_an_image_the_binary_can_run() {
 
 #[test]
 fn the_checks_catch_a_dockerfile_the_binary_cannot_run() {
+    let Some(python) = python() else { return };
     let text = std::fs::read_to_string(dockerfile_path("hits-server")).unwrap();
     let cases: &[(&str, &str, &str)] = &[
         ("USER 65532:65532", "USER root", "is root"),
@@ -606,7 +554,7 @@ fn the_checks_catch_a_dockerfile_the_binary_cannot_run() {
     for (from, to, expected) in cases {
         assert!(text.contains(from), "the Dockerfile no longer has {from:?}: update this case");
         let broken = text.replacen(from, to, 1);
-        let problems = check(&read_image(&broken)).err().unwrap_or_default();
+        let problems = read_text(&python, &broken).and_then(|image| check(&image)).err().unwrap_or_default();
         assert!(!problems.is_empty(), "{from:?} → {to:?} was not caught");
         assert!(
             problems.iter().any(|p| p.contains(expected)),
@@ -617,18 +565,30 @@ fn the_checks_catch_a_dockerfile_the_binary_cannot_run() {
 
 #[test]
 fn the_dockerfile_reader_joins_lines_and_reads_options_as_docker_does() {
-    let i = instructions("# c\nRUN a \\\n  # inside\n  b\nHEALTHCHECK --interval=1m30s \\\n CMD [\"x\"]\n");
-    assert_eq!(i.len(), 2);
-    assert_eq!((i[0].op.as_str(), i[0].args.as_str()), ("RUN", "a b"));
-    let h = healthcheck(&i[1].args).unwrap();
-    assert_eq!((h.interval, h.argv), (Duration::from_secs(90), Some(vec!["x".to_owned()])));
-    assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
-    assert_eq!(go_duration("10"), None);
+    let Some(python) = python() else { return };
+    let text = "# c\nFROM rust:1-bookworm AS builder\nRUN a \\\n  # inside\n  b\nFROM x\n\
+                HEALTHCHECK --interval=1m30s \\\n CMD [\"x\"]\nENV A=1 B=\"two words\"\nENV C one two\n";
+    let image = read_text(&python, text).unwrap();
     assert_eq!(
-        env_pairs("A=1 B=\"two words\""),
-        [("A".into(), "1".into()), ("B".into(), "two words".into())]
+        (image.builder_from.as_str(), image.build.as_slice()),
+        ("rust:1-bookworm", &["a b".to_owned()][..])
     );
-    assert_eq!(env_pairs("A one two"), [("A".to_owned(), "one two".to_owned())]);
+    let h = image.healthcheck.unwrap();
+    assert_eq!(
+        (h.interval, h.timeout, h.argv),
+        (Duration::from_secs(90), DOCKER_HEALTHCHECK_TIMEOUT, Some(vec!["x".to_owned()]))
+    );
+    assert_eq!(
+        image.env,
+        [("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "one two".into())]
+    );
+    let shell = read_text(&python, "FROM a\nFROM b\nHEALTHCHECK CMD curl -f localhost\nCMD serve\n").unwrap();
+    assert!(shell.healthcheck.is_ok_and(|h| h.argv.is_none()) && shell.cmd.is_none());
+    let refused = read_text(&python, "FROM a\nFROM b\nHEALTHCHECK --interval=10 CMD [\"x\"]\n").unwrap_err();
+    assert!(
+        refused[0].ends_with(":3: HEALTHCHECK --interval=10 is no duration (10s, 1m30s, 500ms)"),
+        "{refused:?}"
+    );
     assert_eq!(resolve_user("nonroot"), Ok((65532, 65532)));
     assert_eq!(resolve_user("1000:nonroot"), Ok((1000, 65532)));
     assert_eq!(resolve_user("65532"), Ok((65532, 65532)));
@@ -851,7 +811,7 @@ fn who(rootfs: &Rootfs) -> String {
 #[test]
 fn the_image_serves_hits_passes_its_healthcheck_and_drains_on_its_stop_signal() {
     let _turn = testkit::lock(&PORT);
-    let run = the_image();
+    let Some(run) = the_image() else { return };
     let rootfs = Rootfs::new(&run);
     let (argv, health_argv, port) = command_lines(&run);
 
@@ -908,7 +868,7 @@ fn the_image_serves_hits_passes_its_healthcheck_and_drains_on_its_stop_signal() 
 #[test]
 fn with_the_file_store_on_a_volume_owned_by_the_images_user_the_count_survives_a_restart() {
     let _turn = testkit::lock(&PORT);
-    let run = the_image();
+    let Some(run) = the_image() else { return };
     let rootfs = Rootfs::new(&run);
     let (argv, health_argv, port) = command_lines(&run);
     // The EFS access point: a directory owned by the image's user; the rest stays root's.
