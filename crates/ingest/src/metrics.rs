@@ -302,6 +302,112 @@ mod tests {
         assert!((sum - 60.0085).abs() < 1e-9, "{sum}");
     }
 
+    /// Every value set to something distinct, so a swapped or missing series shows.
+    fn known() -> Metrics {
+        let m = Metrics::default();
+        m.add_accepted(3);
+        m.add_invalid(2);
+        m.add_rejected();
+        m.add_flushed(4, 5);
+        m.add_retried(6);
+        m.add_undelivered(7);
+        m.add_spilled(8);
+        m.add_replayed(9);
+        m.add_dropped(10);
+        m.reserve_buffer(1234);
+        std::mem::forget(m.start_flush());
+        m.observe_flush(Duration::from_micros(500));
+        m.observe_flush(Duration::from_millis(3));
+        m.observe_flush(Duration::from_millis(5));
+        m.observe_flush(Duration::from_secs(60));
+        m
+    }
+
+    #[test]
+    fn the_text_of_a_known_snapshot_is_exactly_this() {
+        let m = known();
+        assert_eq!(
+            m.snapshot(),
+            MetricsSnapshot {
+                accepted_events: 3,
+                invalid_events: 2,
+                rejected_requests: 1,
+                flushed_records: 4,
+                flushed_events: 5,
+                flush_calls: 4,
+                retried_records: 6,
+                undelivered_events: 7,
+                spilled_records: 8,
+                replayed_records: 9,
+                dropped_records: 10,
+                buffer_bytes: 1234,
+                in_flight_flushes: 1,
+                flush_buckets: [1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                flush_nanos: 60_008_500_000,
+            }
+        );
+        assert_eq!(m.render(), KNOWN_TEXT);
+    }
+
+    const KNOWN_TEXT: &str = r#"# HELP ingest_accepted_events_total Valid events taken.
+# TYPE ingest_accepted_events_total counter
+ingest_accepted_events_total 3
+# HELP ingest_invalid_events_total Invalid events routed to the invalid sink or the log.
+# TYPE ingest_invalid_events_total counter
+ingest_invalid_events_total 2
+# HELP ingest_rejected_requests_total Requests refused with 503 because the buffer was full.
+# TYPE ingest_rejected_requests_total counter
+ingest_rejected_requests_total 1
+# HELP ingest_flushed_records_total Records acknowledged by the sink.
+# TYPE ingest_flushed_records_total counter
+ingest_flushed_records_total 4
+# HELP ingest_flushed_events_total Events in the records acknowledged by the sink.
+# TYPE ingest_flushed_events_total counter
+ingest_flushed_events_total 5
+# HELP ingest_flush_calls_total Calls to the sink.
+# TYPE ingest_flush_calls_total counter
+ingest_flush_calls_total 4
+# HELP ingest_retried_records_total Records re-sent after a failed entry or a failed call.
+# TYPE ingest_retried_records_total counter
+ingest_retried_records_total 6
+# HELP ingest_undelivered_events_total Events the sink still refused when the retry budget ran out.
+# TYPE ingest_undelivered_events_total counter
+ingest_undelivered_events_total 7
+# HELP ingest_spilled_records_total Records written to the spill file at shutdown.
+# TYPE ingest_spilled_records_total counter
+ingest_spilled_records_total 8
+# HELP ingest_replayed_records_total Records read back from the spill file at start.
+# TYPE ingest_replayed_records_total counter
+ingest_replayed_records_total 9
+# HELP ingest_dropped_records_total Records that could be neither delivered nor spilled.
+# TYPE ingest_dropped_records_total counter
+ingest_dropped_records_total 10
+# HELP ingest_buffer_bytes Bytes accepted and not yet acknowledged by the sink.
+# TYPE ingest_buffer_bytes gauge
+ingest_buffer_bytes 1234
+# HELP ingest_in_flight_flushes Calls to the sink under way.
+# TYPE ingest_in_flight_flushes gauge
+ingest_in_flight_flushes 1
+# HELP ingest_flush_seconds Latency of one call to the sink.
+# TYPE ingest_flush_seconds histogram
+ingest_flush_seconds_bucket{le="0.001"} 1
+ingest_flush_seconds_bucket{le="0.0025"} 1
+ingest_flush_seconds_bucket{le="0.005"} 3
+ingest_flush_seconds_bucket{le="0.01"} 3
+ingest_flush_seconds_bucket{le="0.025"} 3
+ingest_flush_seconds_bucket{le="0.05"} 3
+ingest_flush_seconds_bucket{le="0.1"} 3
+ingest_flush_seconds_bucket{le="0.25"} 3
+ingest_flush_seconds_bucket{le="0.5"} 3
+ingest_flush_seconds_bucket{le="1"} 3
+ingest_flush_seconds_bucket{le="2.5"} 3
+ingest_flush_seconds_bucket{le="5"} 3
+ingest_flush_seconds_bucket{le="10"} 3
+ingest_flush_seconds_bucket{le="+Inf"} 4
+ingest_flush_seconds_sum 60.0085
+ingest_flush_seconds_count 4
+"#;
+
     #[test]
     fn the_buffer_never_reserves_past_its_limit() {
         let m = Metrics::default();
