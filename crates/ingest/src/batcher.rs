@@ -41,7 +41,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::direct::{RetryPolicy, classify, later, log_invalid};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pack::{self, Packer};
 use crate::{
     BoxFuture, Ingest, IngestError, Invalid, Limits, Mode, Receipt, Record, SharedSink, Submission, spill,
@@ -810,8 +810,8 @@ impl Ingest for Buffered {
         Box::pin(self.run(submission))
     }
 
-    fn metrics_text(&self) -> String {
-        self.metrics.render()
+    fn metrics_snapshot(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
     }
 
     fn describe(&self) -> String {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::{
     BoxFuture, FailedEntry, Ingest, IngestError, Invalid, Limits, Mode, Receipt, Record, SharedSink, Sink,
     SinkError, Submission, pack,
@@ -315,8 +315,8 @@ impl Ingest for Direct {
         Box::pin(self.run(submission))
     }
 
-    fn metrics_text(&self) -> String {
-        self.metrics.render()
+    fn metrics_snapshot(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
     }
 
     fn describe(&self) -> String {

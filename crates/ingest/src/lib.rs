@@ -9,7 +9,7 @@
 //! | [`Sink`] | the port records are delivered to; [`sinks`] holds memory, null, file/stdout and a fault-injecting double |
 //! | [`direct`] | deliver one request's records now, retrying failed entries until a deadline (the Lambda path) |
 //! | [`batcher`] | the in-process buffer of the server: count / bytes / linger flushes, retries, backpressure, spill on shutdown |
-//! | [`metrics`] | counters and the flush-latency histogram, rendered as Prometheus text |
+//! | [`metrics`] | counters and the flush-latency histogram, handed out as a plain [`metrics::MetricsSnapshot`] |
 //! | [`transform`] | the Firehose data-transformation contract: validate records in batch |
 //! | [`spec`] | which sink: `stdout`, `file:<path>`, `null`, `firehose:<stream>`, `kinesis:<stream>` |
 //! | `firehose`, `kinesis` | the AWS adapters (cargo features of the same names) |
@@ -170,8 +170,8 @@ pub enum IngestError {
 pub trait Ingest: Send + Sync + 'static {
     fn submit(&self, submission: Submission) -> BoxFuture<'_, Result<Receipt, IngestError>>;
 
-    /// Prometheus text exposition of [`metrics::Metrics`].
-    fn metrics_text(&self) -> String;
+    /// Every counter, gauge and histogram bucket now, as plain numbers (the host renders them).
+    fn metrics_snapshot(&self) -> metrics::MetricsSnapshot;
 
     /// The sink's description, for `/healthz`.
     fn describe(&self) -> String;

@@ -75,8 +75,6 @@ pub enum Reply {
 #[error("unknown instruction {0:?}; the only one is \"warmer\"")]
 pub struct UnknownInstruction(String);
 
-pub use edge::strip_stage;
-
 /// Where the EMF metrics lines go: stdout on Lambda, where CloudWatch Logs extracts the
 /// metrics; a function of the line in tests; or nowhere.
 #[derive(Clone, Default)]
@@ -170,7 +168,7 @@ pub fn handler_with(
                     // `GET /hits` responses carry what the store call did; the line is written
                     // as the router answers.
                     let http = ServiceBuilder::new()
-                        .map_request(strip_stage)
+                        .map_request(edge::strip_stage)
                         .map_response(move |response: axum::response::Response| {
                             if let Some(call) = response.extensions().get::<StoreCall>() {
                                 metrics.emit(|timestamp_ms| {
@@ -240,11 +238,4 @@ pub async fn run(counter: SharedCounter, settings: &Settings) -> Result<(), lamb
         }
     }
     lambda_runtime::run(handler_with(counter, metrics)).await
-}
-
-/// JSON logs when Lambda asks for them (`LoggingConfig.LogFormat: JSON`), text otherwise, the
-/// request id on every line of an invocation, and X-Ray subsegments when Lambda runs a daemon
-/// ([`edge::init_lambda_tracing`]).
-pub fn init_tracing() {
-    edge::init_lambda_tracing();
 }

@@ -1,5 +1,6 @@
 //! Real API Gateway v1 / v2 and Function URL events through the Lambda handler, stage prefixes
-//! included, and the warmer.
+//! included, and the warmer; and why the handler strips stages itself rather than rely on
+//! lambda_http's `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` (see `edge::strip_stage`).
 
 use std::sync::Arc;
 
@@ -103,4 +104,52 @@ async fn an_unknown_instruction_or_event_is_an_error_not_a_panic() {
     assert!(invoke(&counter, json!({"hello": "world"})).await.is_err());
     assert!(invoke(&counter, json!([1, 2, 3])).await.is_err());
     assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
+}
+
+/// lambda_http 1.3.2 reads this on every request (`env::var` in `apigw_path_with_stage`).
+const IGNORE_STAGE: &str = "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH";
+
+/// The path lambda_http makes of `event`, before any of our code runs.
+fn lambda_http_path(event: &Value) -> String {
+    lambda_http::request::from_str(&event.to_string()).unwrap().uri().path().to_owned()
+}
+
+/// The variable covers the REST API but not an HTTP API on a named stage, whose `rawPath`
+/// carries the stage itself: so `edge::strip_stage` stays. Setting the variable here would reach
+/// every other test of this process, so its half runs in a child process of this test binary,
+/// started with the variable set: all of this file again (every test above must pass that way
+/// too), this test taking its other branch there.
+#[tokio::test]
+async fn the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path() {
+    let named = "apigw_v2_proxy_request_with_stage_in_path.json";
+    if std::env::var_os(IGNORE_STAGE).is_none() {
+        // As deployed: lambda_http puts the stage in front of both; strip_stage takes it off.
+        assert_eq!(lambda_http_path(&v1("/hits")), "/test/hits");
+        assert_eq!(lambda_http_path(&v2(named, "/Prod/hits")), "/Prod/hits");
+        let this = "the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path";
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(IGNORE_STAGE, "true")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success(),
+            "with {IGNORE_STAGE}=true:\n{stdout}\n{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        assert!(stdout.contains(&format!("test {this} ... ok")), "{stdout}");
+        return;
+    }
+    // The REST path arrives without its stage: the variable is enough there...
+    assert_eq!(lambda_http_path(&v1("/hits")), "/hits");
+    assert_eq!(lambda_http_path(&v2("apigw_v2_proxy_request.json", "/hits")), "/hits");
+    // ...but the HTTP API's named stage stays, and the router alone does not find the route.
+    assert_eq!(lambda_http_path(&v2(named, "/Prod/hits")), "/Prod/hits");
+    let request = lambda_http::request::from_str(&v2(named, "/Prod/hits").to_string()).unwrap();
+    let bare = hits::router(memory()).oneshot(request).await.unwrap();
+    assert_eq!(bare.status(), 404);
+    // The handler as deployed (with strip_stage) reaches it either way.
+    let counter = memory();
+    assert_eq!(invoke(&counter, v2(named, "/Prod/hits")).await.unwrap()["body"], "1");
+    assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "2");
 }

@@ -1,11 +1,13 @@
 //! The Lambda host: the router behind API Gateway (HTTP API v2, REST v1) and Function URLs,
 //! delivering each request's events to the sink before it answers.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::response::Response;
 use ingest::direct::{Direct, DirectConfig};
 use ingest::{SharedIngest, SharedSink};
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 
 use crate::config::LambdaConfig;
 
@@ -36,6 +38,13 @@ pub async fn run(ingest: SharedIngest, sink: SharedSink) -> Result<(), lambda_ht
             tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; will retry per request")
         }
     }
-    let service = ServiceBuilder::new().map_request(edge::strip_stage).service(crate::router(ingest));
-    lambda_http::run(service).await
+    lambda_http::run(service(ingest)).await
+}
+
+/// What the function serves: the router behind [`edge::strip_stage`], which takes an API
+/// Gateway stage off the path (`/prod/events` → `/events`), query string kept.
+pub fn service(
+    ingest: SharedIngest,
+) -> impl Service<lambda_http::Request, Response = Response, Error = Infallible, Future: Send> + Clone {
+    ServiceBuilder::new().map_request(edge::strip_stage).service(crate::router(ingest))
 }

@@ -13,7 +13,7 @@
 //!   * buffer full → 503 + `Retry-After`; sink did not acknowledge (sync) → 503; shutting down →
 //!     503.
 //! * `GET /healthz` → 200 `{"status":"pass","sink":"…"}`.
-//! * `GET /metrics` → Prometheus text.
+//! * `GET /metrics` → Prometheus text ([`prometheus`]).
 //!
 //! The Lambda ([`lambda`], binary `ingest`) holds an [`ingest::direct::Direct`]; the server
 //! ([`server`], binary `ingest-server`) an [`ingest::batcher::Buffered`].
@@ -31,6 +31,7 @@ use serde::Serialize;
 
 pub mod config;
 pub mod lambda;
+pub mod prometheus;
 pub mod server;
 
 /// The router both hosts serve.
@@ -165,7 +166,7 @@ async fn healthz(State(ingest): State<SharedIngest>) -> Response {
 }
 
 async fn metrics(State(ingest): State<SharedIngest>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], ingest.metrics_text())
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], prometheus::render(&ingest.metrics_snapshot()))
         .into_response()
 }
 

@@ -9,8 +9,9 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use ingest::batcher::{BufferConfig, Buffered};
 use ingest::direct::{Direct, DirectConfig};
+use ingest::metrics::MetricsSnapshot;
 use ingest::sinks::{FaultSink, MemorySink};
-use ingest::{SharedIngest, Sink};
+use ingest::{BoxFuture, Ingest, IngestError, Receipt, SharedIngest, Sink, Submission};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -206,4 +207,45 @@ async fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
     assert_eq!(report.dropped_records, 0);
     let inner = sink.inner();
     assert_eq!(inner.events().len(), accepted, "every 202 is delivered once the sink is back");
+}
+
+/// An [`Ingest`] whose metrics are fixed numbers.
+struct Fixed(MetricsSnapshot);
+
+impl Ingest for Fixed {
+    fn submit(&self, _: Submission) -> BoxFuture<'_, Result<Receipt, IngestError>> {
+        Box::pin(async { Err(IngestError::ShuttingDown) })
+    }
+
+    fn metrics_snapshot(&self) -> MetricsSnapshot {
+        self.0
+    }
+
+    fn describe(&self) -> String {
+        "fixed".into()
+    }
+}
+
+#[tokio::test]
+async fn metrics_serves_the_prometheus_text_of_the_ports_numbers_and_nothing_else() {
+    let numbers = MetricsSnapshot {
+        accepted_events: 11,
+        undelivered_events: 2,
+        buffer_bytes: 77,
+        flush_calls: 3,
+        flush_buckets: [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],
+        flush_nanos: 12_502_000_000,
+        ..MetricsSnapshot::default()
+    };
+    let ingest: SharedIngest = Arc::new(Fixed(numbers));
+    let response = ingest_fn::router(ingest).oneshot(Request::get("/metrics").body(Body::empty()).unwrap());
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], ingest_fn::prometheus::CONTENT_TYPE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, ingest_fn::prometheus::render(&numbers).as_bytes());
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("\ningest_accepted_events_total 11\n"), "{text}");
+    assert!(text.contains("\ningest_flush_seconds_bucket{le=\"10\"} 2\n"), "{text}");
+    assert!(text.contains("\ningest_flush_seconds_sum 12.502\n"), "{text}");
 }

@@ -5,7 +5,8 @@ use hits::lambda::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    hits::lambda::init_tracing();
+    // JSON logs when Lambda asks for them, the request id on every line, X-Ray subsegments.
+    edge::init_lambda_tracing();
     let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
     let opened = match Settings::from_vars(|name| std::env::var(name).ok()) {
         Ok(settings) => {
