@@ -44,7 +44,7 @@ impl FileCounter {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let disk = Disk::open(&path).map_err(|e| io_error("open", &path, e))?;
-        disk.locked(|d| d.read())?;
+        disk.locked(Disk::read)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
@@ -91,7 +91,7 @@ impl Counter for FileCounter {
                 tokio::task::spawn_blocking(move || writer.join())
                     .await
                     .ok()
-                    .and_then(|joined| joined.ok())
+                    .and_then(std::result::Result::ok)
                     .ok_or_else(|| StoreError::unavailable(STORE, "file writer thread panicked"))?;
             }
             Ok(())
@@ -226,7 +226,7 @@ fn io_error(op: &'static str, path: &Path, e: io::Error) -> StoreError {
 /// Counts committed by this module are plain text, so `cat` shows them; this reads one.
 pub fn read_count(path: impl AsRef<Path>) -> Result<u64, StoreError> {
     let disk = Disk::open(path.as_ref()).map_err(|e| io_error("open", path.as_ref(), e))?;
-    disk.locked(|d| d.read())
+    disk.locked(Disk::read)
 }
 
 #[cfg(test)]

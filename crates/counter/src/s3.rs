@@ -56,7 +56,12 @@ impl S3Counter {
         let got = self.client.get_object().bucket(&self.bucket).key(&self.key).send().await;
         let out = match got {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok((0, None)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+            {
+                return Ok((0, None));
+            }
             Err(e) => return Err(unavailable(e)),
         };
         let etag = out.e_tag().map(str::to_owned);

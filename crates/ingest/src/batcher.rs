@@ -568,7 +568,7 @@ impl Pipeline {
         match spill::release(&path) {
             Ok(()) => tracing::info!(path = %path.display(), "spill file replayed; removed"),
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "could not remove the replayed spill file")
+                tracing::error!(path = %path.display(), error = %e, "could not remove the replayed spill file");
             }
         }
     }

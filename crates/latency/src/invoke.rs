@@ -96,7 +96,7 @@ pub async fn invoke(
         .send()
         .await
         .map_err(|e| invoke_error(function, e))?;
-    let body = output.payload().map(|b| b.as_ref()).unwrap_or_default();
+    let body = output.payload().map(std::convert::AsRef::as_ref).unwrap_or_default();
     if let Some(kind) = output.function_error() {
         let detail = function_error(body).unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
         return Err(Error::Lambda { function: function.to_owned(), kind: kind.to_owned(), detail });

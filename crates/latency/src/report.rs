@@ -312,8 +312,7 @@ fn markdown(book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>], chart: boo
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let r = &row.report;
-        let stat =
-            |f: fn(&probe::Stats) -> f64| r.stats.as_ref().map(|s| ms(f(s))).unwrap_or_else(|| "-".into());
+        let stat = |f: fn(&probe::Stats) -> f64| r.stats.as_ref().map_or_else(|| "-".into(), |s| ms(f(s)));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -325,7 +324,7 @@ fn markdown(book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>], chart: boo
             stat(|s| s.p90),
             stat(|s| s.p99),
             r.error_count(),
-            row.per_million_calls.map(cost::money).unwrap_or_else(|| "N/A".into()),
+            row.per_million_calls.map_or_else(|| "N/A".into(), cost::money),
             cost::money(row.per_month),
         );
     }
@@ -340,7 +339,7 @@ fn markdown(book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>], chart: boo
     let _ = writeln!(md, "|---|---:|---:|---:|---|---:|");
     for row in rows {
         let r = &row.report;
-        let opt = |v: Option<f64>| v.map(ms).unwrap_or_else(|| "-".into());
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), ms);
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {:.0} |",

@@ -760,7 +760,7 @@ mod tests {
                         detail: "TransactionCanceledException".into(),
                     });
                 }
-                seen.extend(ids.iter().map(|id| id.to_string()));
+                seen.extend(ids.iter().map(std::string::ToString::to_string));
                 self.done.fetch_add(ids.len() as u64, Ordering::SeqCst);
                 Ok(())
             })

@@ -337,11 +337,11 @@ async fn flush_deletes(source: &SqsSource, to_delete: &mut Vec<String>) {
             tracing::warn!(
                 count = not_deleted.len(),
                 "messages not deleted; they will be redelivered and not counted twice"
-            )
+            );
         }
         Ok(_) => {}
         Err(e) => {
-            tracing::warn!(error = %e, count = to_delete.len(), "delete failed; those messages will be redelivered and not counted twice")
+            tracing::warn!(error = %e, count = to_delete.len(), "delete failed; those messages will be redelivered and not counted twice");
         }
     }
     to_delete.clear();

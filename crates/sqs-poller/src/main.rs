@@ -79,7 +79,7 @@ async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     aws_setup::install_tls_provider();
     let aws = aws_setup::load().await;
     let source = SqsSource::new(&aws, args.queue_url.clone());
-    let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "eu-west-2".into());
+    let region = aws.region().map_or_else(|| "eu-west-2".into(), std::string::ToString::to_string);
     let arn = queue_arn(&args.queue_url, &region);
     // A fresh connection per invocation: the emulator may close an idle one just as it is reused,
     // which would fail the invocation before it was sent.

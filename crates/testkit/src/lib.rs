@@ -84,6 +84,5 @@ where
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+        .map_or_else(|e| panic!("no free port on 127.0.0.1: {e}"), |a| a.port())
 }

@@ -237,7 +237,7 @@ impl PageWriter {
         match &outcome {
             Ok(id) => tracing::info!(request = envelope.kind, physical_id = %id, "done"),
             Err(e) => {
-                tracing::error!(request = envelope.kind, error = %e, "failed; answering FAILED")
+                tracing::error!(request = envelope.kind, error = %e, "failed; answering FAILED");
             }
         }
         self.respond(envelope.response_url, &response).await
@@ -252,7 +252,7 @@ impl PageWriter {
                 match PageProperties::from_physical_id(&r.physical_resource_id) {
                     Some(page) => self.delete(&page).await?,
                     None => {
-                        tracing::info!(physical_id = %r.physical_resource_id, "names no object; nothing to delete")
+                        tracing::info!(physical_id = %r.physical_resource_id, "names no object; nothing to delete");
                     }
                 }
                 Ok(r.physical_resource_id.clone())

@@ -117,7 +117,12 @@ async fn object(
             let bytes = out.body.collect().await.expect("object body").into_bytes();
             Some((String::from_utf8(bytes.to_vec()).expect("utf-8 page"), content_type, cache_control))
         }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => None,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+        {
+            None
+        }
         Err(e) => panic!("GetObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)),
     }
 }

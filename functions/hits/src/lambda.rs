@@ -149,7 +149,7 @@ pub fn handler_with(
                                 store = counter.kind(),
                                 elapsed_ms,
                                 "warmer: store connection warm"
-                            )
+                            );
                         }
                         Err(e) => {
                             span.record("error", display(e));
@@ -234,7 +234,7 @@ pub async fn run(counter: SharedCounter, settings: &Settings) -> Result<(), lamb
             "store connection open"
         ),
         Err(e) => {
-            tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request")
+            tracing::warn!(store = counter.kind(), error = %e, "could not pre-connect to the store; will retry per request");
         }
     }
     lambda_runtime::run(handler_with(counter, metrics)).await

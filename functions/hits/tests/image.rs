@@ -285,7 +285,7 @@ fn check(image: &Image) -> Result<Run, Vec<String>> {
             let at = words.iter().position(|w| *w == "target/release/hits-server")?;
             ["install", "cp", "mv"]
                 .contains(words.first()?)
-                .then(|| words.get(at + 1).map(|s| s.to_string()))?
+                .then(|| words.get(at + 1).map(std::string::ToString::to_string))?
         })
         .next();
     let binary = image

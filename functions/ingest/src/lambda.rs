@@ -32,10 +32,10 @@ pub async fn run(ingest: SharedIngest, sink: SharedSink) -> Result<(), lambda_ht
     let started = std::time::Instant::now();
     match sink.warm().await {
         Ok(()) => {
-            tracing::info!(sink = %sink.describe(), warm_ms = started.elapsed().as_millis() as u64, "sink connection open")
+            tracing::info!(sink = %sink.describe(), warm_ms = started.elapsed().as_millis() as u64, "sink connection open");
         }
         Err(e) => {
-            tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; will retry per request")
+            tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; will retry per request");
         }
     }
     lambda_http::run(service(ingest)).await

@@ -147,6 +147,7 @@ impl CpuLimit {
         // SAFETY: the closure runs in the forked child before exec. It only calls write(2) on a
         // descriptor opened beforehand (no allocation, no locks), which is async-signal-safe.
         // Writing "0" to cgroup.procs moves the writing process itself.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || (&procs).write_all(b"0"));
         }

@@ -39,7 +39,9 @@ impl Bootstrap {
     /// have lines in the pipes: wait a little for the readers to reach the end.
     pub(super) fn tail(&self) -> String {
         let waited = Instant::now();
-        while !self.readers.iter().all(|r| r.is_finished()) && waited.elapsed() < Duration::from_millis(300) {
+        while !self.readers.iter().all(std::thread::JoinHandle::is_finished)
+            && waited.elapsed() < Duration::from_millis(300)
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         let lines = self.lines();

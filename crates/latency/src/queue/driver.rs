@@ -85,7 +85,7 @@ pub async fn drive(
             Err(e) => {
                 if last_error.is_none() {
                     bar.suspend(|| {
-                        eprintln!("latency: reading done failed (retrying until the timeout): {e}")
+                        eprintln!("latency: reading done failed (retrying until the timeout): {e}");
                     });
                 }
                 last_error = Some(e.to_string());

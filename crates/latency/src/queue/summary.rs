@@ -117,7 +117,7 @@ pub(super) fn timeout_message(
             let s = if new == 1 { "" } else { "s" };
             match before {
                 Some(before) if *before > 0 => {
-                    text.push_str(&format!("; {new} new message{s} in {what}, {now} in all"))
+                    text.push_str(&format!("; {new} new message{s} in {what}, {now} in all"));
                 }
                 _ => text.push_str(&format!("; {new} message{s} in {what}")),
             }

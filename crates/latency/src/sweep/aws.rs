@@ -46,7 +46,8 @@ impl AwsLambda {
     }
 
     pub(crate) async fn with_client(client: Client, settings: Settings) -> Result<AwsLambda, Error> {
-        let region = client.config().region().map(|r| r.to_string()).unwrap_or_else(|| "(no region)".into());
+        let region =
+            client.config().region().map_or_else(|| "(no region)".into(), std::string::ToString::to_string);
         let config = client
             .get_function_configuration()
             .function_name(&settings.function)
@@ -163,7 +164,7 @@ impl AwsLambda {
             .await
             .map_err(|e| invoke::invoke_error(function, e))?;
         let round_trip_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let body = output.payload().map(|b| b.as_ref()).unwrap_or_default();
+        let body = output.payload().map(std::convert::AsRef::as_ref).unwrap_or_default();
         if let Some(kind) = output.function_error() {
             let detail =
                 invoke::function_error(body).unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
@@ -300,8 +301,7 @@ pub(crate) fn check_answer(function: &str, body: &[u8]) -> Result<(), Error> {
             detail: reply
                 .get("body")
                 .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| reply.to_string()),
+                .map_or_else(|| reply.to_string(), str::to_owned),
         }),
         _ => Ok(()),
     }
@@ -353,7 +353,7 @@ fn parse_text_report(line: &str) -> Option<Report> {
             continue;
         };
         let value = value.trim();
-        let number = |unit: &str| value.strip_suffix(unit).map(str::trim).unwrap_or(value).to_owned();
+        let number = |unit: &str| value.strip_suffix(unit).map_or(value, str::trim).to_owned();
         match key.trim() {
             "RequestId" => report.request_id = value.to_owned(),
             "Duration" => {

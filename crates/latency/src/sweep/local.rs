@@ -135,7 +135,7 @@ impl Backend for LocalBootstrap {
              handed out → the response, billed = rounded up to whole ms",
             plan.bootstrap.display(),
             std::env::consts::ARCH,
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             self.arch,
             plan.store(),
         )

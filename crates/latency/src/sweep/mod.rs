@@ -513,7 +513,7 @@ pub(crate) fn markdown(sweep: &Sweep, heading: &str, chart: Option<&str>) -> Str
     );
     let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for row in &sweep.sizes {
-        let opt = |v: Option<f64>, f: fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+        let opt = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "-".into(), f);
         let mut pick: Vec<&str> = Vec::new();
         for (name, mb) in [
             ("cheapest", sweep.picks.cheapest),

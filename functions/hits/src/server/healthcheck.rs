@@ -146,7 +146,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn parse(args: &[&str]) -> Result<Probe, String> {
-        let args = ["hits-server", "healthcheck"].iter().chain(args).map(|s| s.to_string());
+        let args = ["hits-server", "healthcheck"].iter().chain(args).map(std::string::ToString::to_string);
         match crate::server::Command::parse(args.skip(1)).map_err(|e| e.to_string())? {
             crate::server::Command::Healthcheck(probe) => Ok(probe),
             other => Err(format!("not a healthcheck: {other:?}")),

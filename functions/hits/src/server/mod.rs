@@ -143,7 +143,7 @@ mod tests {
     use super::*;
 
     fn command(args: &[&str]) -> Result<Command, clap::Error> {
-        Command::parse(args.iter().map(|s| s.to_string()))
+        Command::parse(args.iter().map(std::string::ToString::to_string))
     }
 
     fn parse(args: &[&str]) -> Result<Options, String> {
