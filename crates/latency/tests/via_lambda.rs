@@ -23,7 +23,7 @@ fn latency(endpoint: &str, args: &[&str]) -> Output {
     common::latency_with_fake_aws(&[("AWS_ENDPOINT_URL_LAMBDA", endpoint)], args, DEADLINE, |_| {})
 }
 
-/// This workspace's probe bootstrap (package `probe-lambda`, binary `probe`), built now.
+/// This workspace's probe bootstrap (package `probe-fn`, binary `probe`), built now.
 fn probe_bootstrap() -> PathBuf {
     testkit::emulator::workspace_bin("probe")
 }
