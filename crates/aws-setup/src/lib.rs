@@ -1,17 +1,19 @@
 //! How every crate here configures the AWS SDK, in one place.
 //!
 //! * **TLS through rustls with `ring`.** The SDK's default HTTPS client brings rustls with
-//!   aws-lc, a large C library: it made the `hits` Lambda zip 4.1 MB and slows every clean build.
+//!   aws-lc, a large C library: it makes the `hits` Lambda zip much larger and slows every clean
+//!   build (`scripts/bench-build`; figures in docs/results.md).
 //!   `ring` serves the same TLS 1.2/1.3 suites AWS endpoints use.
 //! * **`AWS_ENDPOINT_URL` is honoured** (standard SDK behaviour), so tests and the local stack
 //!   talk to moto; S3 then switches to path-style addressing (`http://127.0.0.1:PORT/bucket/key`),
 //!   since virtual-hosted names cannot resolve on an IP address.
 //!
 //! * **Amazon's root CAs only, by default.** Reading and parsing the platform's trust store
-//!   (~150 PEM certificates in /etc/ssl/certs) took 7 ms of every cold start (`latency
-//!   cold-start`: init 12.2 → 5.1 ms). Every AWS endpoint chains to one of the five Amazon Trust
-//!   Services roots, embedded here (`amazon-trust-roots.pem`); `HITS_TLS_ROOTS=platform` brings
-//!   the platform's store back (a TLS-intercepting proxy, an HTTPS emulator with its own CA).
+//!   (~150 PEM certificates in /etc/ssl/certs) costs every cold start milliseconds (`latency
+//!   cold-start` with and without `--env TLS_ROOTS=platform`; figures in docs/results.md). Every
+//!   AWS endpoint chains to one of the five Amazon Trust Services roots, embedded here
+//!   (`amazon-trust-roots.pem`); `TLS_ROOTS=platform` brings the platform's store back (a
+//!   TLS-intercepting proxy, an HTTPS emulator with its own CA).
 //!
 //! Build the config once per process (in `main`, at Lambda init), never per request.
 

@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=500))]
     events_per_request: u32,
     /// Events a second one vCPU of the batching server handles, to size its fleet (default
-    /// 5,000, well under the ~40,000-50,000 per CPU-second scripts/bench-ingest measures).
+    /// 5,000, well under what scripts/bench-ingest measures; see docs/results.md).
     #[arg(long, value_name = "EVENTS")]
     events_per_vcpu_s: Option<f64>,
     /// Share of the batching server fleet's capacity to size for, 0 < u ≤ 1 (default 0.5).
