@@ -240,29 +240,65 @@ pub async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, Exit> {
     Ok(listener)
 }
 
-/// Serves `app` until the shutdown is requested, then stops accepting and lets requests in
-/// flight finish (idle keep-alive connections are closed before another request, busy ones get
-/// `Connection: close`) within `share` of the timeout. `Ok(true)` when they all finished,
-/// `Ok(false)` when the deadline came first.
+/// Serves `app` over HTTP/1.1 until the shutdown is requested, then stops accepting and lets
+/// requests in flight finish (idle keep-alive connections are closed before another request, busy
+/// ones get `Connection: close`) within `share` of the timeout. `Ok(true)` when they all
+/// finished, `Ok(false)` when the deadline came first.
+///
+/// hyper's connection directly rather than `axum::serve`: no protocol sniffing or upgrade
+/// machinery on a path that serves tiny answers, one flat write per response, and `TCP_NODELAY`
+/// (an answer is never held back waiting for the client's ACK).
 pub async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
     shutdown: &Shutdown,
     share: f64,
 ) -> std::io::Result<bool> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.writev(false);
     let requested = shutdown.requested();
+    tokio::pin!(requested);
+    loop {
+        let stream = tokio::select! {
+            biased;
+            () = &mut requested => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors or memory: retrying at once would spin.
+                    tracing::error!(error = %e, "accept failed; retrying in 100 ms");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     let timeout = shutdown.timeout();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        requested.await;
-        tracing::info!(?timeout, "shutdown requested: finishing in-flight requests");
-    });
-    match shutdown.until_deadline(share, server.into_future()).await {
-        Some(served) => served.map(|()| true),
+    tracing::info!(?timeout, "shutdown requested: finishing in-flight requests");
+    match shutdown.until_deadline(share, graceful.shutdown()).await {
+        Some(()) => Ok(true),
         None => {
             tracing::warn!(?timeout, share, "in-flight requests did not finish in time");
             Ok(false)
         }
     }
+}
+
+/// An accept error that concerns one connection only (the client gave up before it was taken).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
 
 /// A number of seconds from a flag or variable (`2.5`, `0`): finite and not negative.

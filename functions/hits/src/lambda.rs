@@ -126,7 +126,9 @@ pub fn handler_with(
     counter: SharedCounter,
     metrics: Metrics,
 ) -> impl Service<LambdaEvent<Event>, Response = Reply, Error = lambda_runtime::Error, Future: Send> + Clone {
-    let router = crate::router(counter.clone());
+    // Request lines at DEBUG (`RUST_LOG=tower_http=debug`), within the invocation's span.
+    let router = crate::router(counter.clone(), crate::StoreCalls::Report)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     let first = Arc::new(AtomicBool::new(true));
     service_fn(move |event: LambdaEvent<Event>| {
         let cold_start = first.swap(false, Ordering::Relaxed);

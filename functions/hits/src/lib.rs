@@ -9,9 +9,15 @@
 //! The same router runs on Lambda ([`lambda`], binary `hits`) and as a plain server
 //! ([`server`], binary `hits-server`).
 //!
-//! Every call to the store runs in a [`store_span`] (an X-Ray subsegment on Lambda), and a
-//! `GET /hits` response carries a [`metrics::StoreCall`] extension (latency, outcome) that the
-//! Lambda host turns into an EMF metrics line.
+//! Every call to the store runs in a [`store_span`] (an X-Ray subsegment on Lambda), and on the
+//! Lambda a `GET /hits` response carries a [`metrics::StoreCall`] extension (latency, outcome)
+//! that the host turns into an EMF metrics line ([`StoreCalls::Report`]); the server skips both
+//! the clock reading and the extension, which nothing there reads.
+//!
+//! The router has no request-tracing layer: the Lambda host adds tower-http's (request lines at
+//! DEBUG, `RUST_LOG=tower_http=debug`); the server goes without, since a span and two events per
+//! request cost it more than a tenth of its requests/s (`scripts/bench-http` against nginx;
+//! docs/results.md).
 
 use std::error::Error as _;
 use std::time::Instant;
@@ -22,7 +28,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use counter::SharedCounter;
-use tower_http::trace::TraceLayer;
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
@@ -33,8 +38,23 @@ pub mod server;
 /// The page, embedded so that every host serves the same bytes with no file layout to get wrong.
 pub const PAGE: &str = include_str!("../../../static/index.html");
 
+/// Whether `GET /hits` responses carry a [`metrics::StoreCall`] extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreCalls {
+    /// The Lambda host: its EMF line per hit reads the extension.
+    Report,
+    /// The server: nothing reads it.
+    Skip,
+}
+
+#[derive(Clone)]
+struct App {
+    counter: SharedCounter,
+    calls: StoreCalls,
+}
+
 /// The router every host serves.
-pub fn router(counter: SharedCounter) -> Router {
+pub fn router(counter: SharedCounter, calls: StoreCalls) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/index.html", get(page))
@@ -42,19 +62,18 @@ pub fn router(counter: SharedCounter) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(counter)
+        .with_state(App { counter, calls })
 }
 
-async fn hits(State(counter): State<SharedCounter>) -> Response {
+async fn hits(State(App { counter, calls }): State<App>) -> Response {
     let span = store_span(counter.as_ref(), counter::Call::Increment);
-    let started = Instant::now();
+    let started = (calls == StoreCalls::Report).then(Instant::now);
     let result = counter.increment().instrument(span.clone()).await;
-    let call = metrics::StoreCall {
+    let call = started.map(|started| metrics::StoreCall {
         store: counter.kind(),
         latency: started.elapsed(),
         count: result.as_ref().ok().copied(),
-    };
+    });
     if let Err(e) = &result {
         span.record("error", display(e));
     }
@@ -78,7 +97,9 @@ async fn hits(State(counter): State<SharedCounter>) -> Response {
                 .into_response()
         }
     };
-    response.extensions_mut().insert(call);
+    if let Some(call) = call {
+        response.extensions_mut().insert(call);
+    }
     response
 }
 

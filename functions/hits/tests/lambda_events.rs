@@ -146,7 +146,7 @@ async fn the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path() {
     // ...but the HTTP API's named stage stays, and the router alone does not find the route.
     assert_eq!(lambda_http_path(&v2(named, "/Prod/hits")), "/Prod/hits");
     let request = lambda_http::request::from_str(&v2(named, "/Prod/hits").to_string()).unwrap();
-    let bare = hits::router(memory()).oneshot(request).await.unwrap();
+    let bare = hits::router(memory(), hits::StoreCalls::Skip).oneshot(request).await.unwrap();
     assert_eq!(bare.status(), 404);
     // The handler as deployed (with strip_stage) reaches it either way.
     let counter = memory();

@@ -119,7 +119,7 @@ pub async fn serve(
     counter: SharedCounter,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
-    let app = crate::router(counter.clone());
+    let app = crate::router(counter.clone(), crate::StoreCalls::Skip);
     let drained = edge::server::serve_http(listener, app, shutdown, 1.0).await?;
     // Polled once even when the deadline has passed: the store stops taking increments either way.
     let closed = shutdown.until_deadline(1.0, counter.close()).await;
