@@ -36,6 +36,22 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Runs this test binary again in a child process with `var=value` in its environment, and
+/// asserts that every test passed there, `test` among them: for a setting read from the process
+/// environment, so that no test sets a variable another test could see. `test` decides by the
+/// variable which branch it takes.
+pub fn rerun_with(var: &str, value: &str, test: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let child = std::process::Command::new(exe).env(var, value).output().expect("run the test binary again");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(child.status.success(), "with {var}={value}:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("test {test} ... ok")),
+        "{test} did not run with {var}={value}:\n{stdout}"
+    );
+}
+
 /// The workspace root (where `cargo lambda watch` runs and [`emulator::workspace_bin`] builds):
 /// the nearest directory above the running test's package (cargo runs tests there) whose
 /// `Cargo.toml` has a `[workspace]`. Found at run time, not baked in with `env!`: a shared

@@ -127,17 +127,7 @@ async fn the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path() {
         assert_eq!(lambda_http_path(&v1("/hits")), "/test/hits");
         assert_eq!(lambda_http_path(&v2(named, "/Prod/hits")), "/Prod/hits");
         let this = "the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path";
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .env(IGNORE_STAGE, "true")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&child.stdout);
-        assert!(
-            child.status.success(),
-            "with {IGNORE_STAGE}=true:\n{stdout}\n{}",
-            String::from_utf8_lossy(&child.stderr)
-        );
-        assert!(stdout.contains(&format!("test {this} ... ok")), "{stdout}");
+        testkit::rerun_with(IGNORE_STAGE, "true", this);
         return;
     }
     // The REST path arrives without its stage: the variable is enough there...

@@ -143,14 +143,7 @@ async fn the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path() {
         assert_eq!(path(&rest_api_event("/events", None, "")), "/test/events");
         assert_eq!(path(&http_api_event(NAMED, "/Prod/events", "", "")), "/Prod/events");
         let this = "the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path";
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .env(IGNORE_STAGE, "true")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&child.stdout);
-        let stderr = String::from_utf8_lossy(&child.stderr);
-        assert!(child.status.success(), "with {IGNORE_STAGE}=true:\n{stdout}\n{stderr}");
-        assert!(stdout.contains(&format!("test {this} ... ok")), "{stdout}");
+        testkit::rerun_with(IGNORE_STAGE, "true", this);
         return;
     }
     // The REST path arrives without its stage: the variable is enough there...
