@@ -35,16 +35,14 @@ pub struct ConfigError {
 }
 
 impl SinkSpec {
-    /// Reads `var`; `Ok(None)` when it is unset or empty.
-    pub fn from_env(var: &'static str) -> Result<Option<SinkSpec>, ConfigError> {
-        match std::env::var(var) {
-            Ok(value) if !value.trim().is_empty() => {
+    /// The value of the host's variable `var` (`None` when unset): `Ok(None)` when unset or
+    /// empty, errors naming `var`. The host reads its environment; this only parses.
+    pub fn from_var(var: &'static str, value: Option<&str>) -> Result<Option<SinkSpec>, ConfigError> {
+        match value {
+            Some(value) if !value.trim().is_empty() => {
                 value.parse().map(Some).map_err(|e: ConfigError| ConfigError { var, ..e })
             }
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(raw)) => {
-                Err(ConfigError { var, value: raw.to_string_lossy().into_owned(), why: "not valid UTF-8" })
-            }
+            _ => Ok(None),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The built `ingest-transform` bootstrap under `cargo lambda watch` (its Lambda Runtime API
-//! emulator; crates/lambda-emulator), invoked with the fixtures as Firehose would: the answer
+//! emulator; crates/testkit (its emulator module)), invoked with the fixtures as Firehose would: the answer
 //! must be Firehose's per-record contract, `{"records": [{"recordId", "result", "data"}, …]}`,
 //! one per input record, same ids, data unchanged.
 

@@ -84,24 +84,37 @@ pub struct LambdaConfig {
     pub budget: Duration,
 }
 
+/// A Lambda environment the function cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaConfigError {
+    #[error(transparent)]
+    Sink(#[from] ConfigError),
+    #[error("INGEST_SINK is not set (e.g. firehose:<delivery stream>)")]
+    NoSink,
+    #[error("{var} {value:?} is not a whole number")]
+    NotANumber { var: &'static str, value: String },
+}
+
 impl LambdaConfig {
-    pub fn from_env() -> Result<LambdaConfig, String> {
-        let sink = SinkSpec::from_env("INGEST_SINK")
-            .map_err(|e: ConfigError| e.to_string())?
-            .ok_or("INGEST_SINK is not set (e.g. firehose:<delivery stream>)")?;
-        let invalid_sink = SinkSpec::from_env("INGEST_INVALID_SINK").map_err(|e| e.to_string())?;
-        let number = |var: &str| -> Result<Option<u64>, String> {
-            match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => {
-                    v.trim().parse().map(Some).map_err(|_| format!("{var} {v:?} is not a whole number"))
-                }
+    /// The settings from the variables `var` gives (`std::env::var` in `main`).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig, LambdaConfigError> {
+        let sink = SinkSpec::from_var("INGEST_SINK", var("INGEST_SINK").as_deref())?
+            .ok_or(LambdaConfigError::NoSink)?;
+        let invalid_sink = SinkSpec::from_var("INGEST_INVALID_SINK", var("INGEST_INVALID_SINK").as_deref())?;
+        let number = |name: &'static str| -> Result<Option<u64>, LambdaConfigError> {
+            match var(name) {
+                Some(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| LambdaConfigError::NotANumber { var: name, value: v.clone() }),
                 _ => Ok(None),
             }
         };
         Ok(LambdaConfig {
             sink,
             invalid_sink,
-            pack_bytes: number("INGEST_PACK_BYTES")?.map(|n| n as usize),
+            pack_bytes: number("INGEST_PACK_BYTES")?.and_then(|n| usize::try_from(n).ok()),
             budget: Duration::from_millis(number("INGEST_BUDGET_MS")?.unwrap_or(2500)),
         })
     }
@@ -130,5 +143,22 @@ mod tests {
             ServerArgs::try_parse_from(["ingest-server", "--spill", "off", "--max-in-flight", "0"]).unwrap();
         assert_eq!(args.spill_path(), None);
         assert!(args.buffer_config().unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn the_lambda_needs_a_sink_and_whole_numbers() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let config =
+            LambdaConfig::from_vars(vars(&[("INGEST_SINK", "firehose:events"), ("INGEST_BUDGET_MS", "900")]))
+                .unwrap();
+        assert_eq!(config.sink, SinkSpec::Firehose { stream: "events".into() });
+        assert_eq!(config.budget, Duration::from_millis(900));
+        assert!(matches!(LambdaConfig::from_vars(vars(&[])), Err(LambdaConfigError::NoSink)));
+        let bad = LambdaConfig::from_vars(vars(&[("INGEST_SINK", "null"), ("INGEST_PACK_BYTES", "1k")]));
+        assert!(bad.unwrap_err().to_string().contains("INGEST_PACK_BYTES"));
+        let bad = LambdaConfig::from_vars(vars(&[("INGEST_SINK", "s3:x")]));
+        assert!(bad.unwrap_err().to_string().contains("INGEST_SINK"));
     }
 }

@@ -2,7 +2,7 @@
 //! probing an axum server started here. Events go in through the emulator's Invoke API, the
 //! endpoint the AWS SDK (and so `latency probe --via-lambda`) calls, which hands back a failed
 //! invocation's error object as it is (HTTP 500, where AWS answers 200 + X-Amz-Function-Error).
-//! The emulator and the bootstrap's process groups: crates/lambda-emulator.
+//! The emulator and the bootstrap's process groups: crates/testkit (its emulator module).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

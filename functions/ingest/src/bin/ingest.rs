@@ -3,12 +3,12 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     edge::init_lambda_tracing();
-    let built = match ingest_fn::config::LambdaConfig::from_env() {
+    let built = match ingest_fn::config::LambdaConfig::from_vars(|name| std::env::var(name).ok()) {
         Ok(config) => {
             let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env());
             ingest_fn::lambda::build(&config, &aws).await.map_err(|e| e.to_string())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     let (ingest, sink) = built.unwrap_or_else(|e| {
         // An init failure: Lambda logs it and reports the exit; nothing to retry.
