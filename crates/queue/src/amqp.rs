@@ -69,14 +69,17 @@ fn failed(what: impl std::fmt::Display, e: lapin::Error) -> Error {
     Error::source(SOURCE, format!("{what}: {e}"))
 }
 
-/// `amqp://user:secret@host/…` → `amqp://user:***@host/…`, for logs and errors.
-fn redact(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://").map(|i| i + 3) else { return uri.to_owned() };
-    let rest = &uri[scheme_end..];
-    let Some(at) = rest.find('@') else { return uri.to_owned() };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &uri[..scheme_end], &rest[..colon], &rest[at..]),
-        None => uri.to_owned(),
+/// `amqp://user:secret@host/…` → `amqp://user:***@host/…`, for logs and errors (only the
+/// authority is looked at: an `@` or `:` later in the URL is left alone).
+pub fn redact(uri: &str) -> String {
+    let Some(start) = uri.find("://").map(|i| i + 3) else { return uri.to_owned() };
+    let authority_end = uri[start..].find('/').map_or(uri.len(), |i| start + i);
+    let authority = &uri[start..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}{}:***{}", &uri[..start], &authority[..colon], &uri[start + at..])
+        }
+        _ => uri.to_owned(),
     }
 }
 
@@ -392,6 +395,7 @@ mod tests {
         assert_eq!(redact("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert_eq!(redact("amqp://127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
         assert_eq!(redact("amqp://user@host/%2f"), "amqp://user@host/%2f");
+        assert_eq!(redact("https://x.example/v1/calc?a=b@c:d"), "https://x.example/v1/calc?a=b@c:d");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The target of a run: an HTTP API (API Gateway → SQS) or a RabbitMQ broker, told apart by the
-//! URL's scheme, and the URL as printed, without its password.
+//! URL's scheme, and the URL as printed, without its password (`queue::amqp::redact`).
 
 use crate::error::Error;
 
@@ -28,18 +28,7 @@ pub(super) fn is_http(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
 
-/// `amqp://user:secret@host/…` → `amqp://user:***@host/…`, for messages.
-pub(super) fn redact(uri: &str) -> String {
-    let Some(start) = uri.find("://").map(|i| i + 3) else { return uri.to_owned() };
-    let authority_end = uri[start..].find('/').map_or(uri.len(), |i| start + i);
-    let authority = &uri[start..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}{}:***{}", &uri[..start], &authority[..colon], &uri[start + at..])
-        }
-        _ => uri.to_owned(),
-    }
-}
+pub(super) use queue::amqp::redact;
 
 #[cfg(test)]
 mod tests {
