@@ -156,6 +156,93 @@ pub fn memory_svg(title: &str, points: &[MemoryPoint]) -> Result<String, Error> 
     Ok(svg)
 }
 
+/// A latency figure of one second of a load run, and a count.
+type Latency = fn(&probe::load::Second) -> Option<f64>;
+type Count = fn(&probe::load::Second) -> u64;
+
+/// A load run's timeline: p50 and p99 latency per second (log scale, left) and requests and
+/// failures per second (right). A backlog shows as a rising latency line; a stall as a gap in
+/// requests and a spike in p99.
+pub fn timeline_svg(title: &str, seconds: &[probe::load::Second]) -> Result<String, Error> {
+    let latencies: Vec<f64> = seconds
+        .iter()
+        .flat_map(|s| [s.p50_ms, s.p99_ms])
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    if latencies.is_empty() {
+        return Err(Error::Invalid("no answered requests to chart".into()));
+    }
+    let (lo, hi) = latencies.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let y_min = 10f64.powf(lo.log10().floor());
+    let y_max = 10f64.powf(hi.log10().ceil()).max(y_min * 10.0);
+    let x_max = seconds.last().map_or(1, |s| s.t + 1) as f64;
+    let rate_max = seconds.iter().map(|s| s.requests).max().unwrap_or(1).max(1) as f64 * 1.15;
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 480)).into_drawing_area();
+        let chart_error = |err: &dyn std::fmt::Display| Error::Invalid(format!("chart: {err}"));
+        root.fill(&WHITE).map_err(|e| chart_error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .right_y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+            .map_err(|e| chart_error(&e))?
+            .set_secondary_coord(0.0..x_max, 0.0..rate_max);
+        chart
+            .configure_mesh()
+            .x_desc("seconds from the start")
+            .y_desc("latency (ms, log scale)")
+            .y_label_formatter(&|v| format_ms(*v))
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("requests per second")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        let centre = |s: &probe::load::Second| s.t as f64 + 0.5;
+        let lines: [(&str, Latency, usize); 2] = [("p50", |s| s.p50_ms, 0), ("p99", |s| s.p99_ms, 1)];
+        for (label, value, colour) in lines {
+            let color = Palette99::pick(colour).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    seconds.iter().filter_map(|s| value(s).map(|v| (centre(s), v))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| chart_error(&e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        let counts: [(&str, Count, RGBAColor); 2] =
+            [("requests/s", |s| s.requests, BLACK.mix(0.35)), ("failed/s", |s| s.failed, RED.mix(0.8))];
+        for (label, value, color) in counts {
+            chart
+                .draw_secondary_series(LineSeries::new(
+                    seconds.iter().map(|s| (centre(s), value(s) as f64)),
+                    color.stroke_width(1),
+                ))
+                .map_err(|e| chart_error(&e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        root.present().map_err(|e| chart_error(&e))?;
+    }
+    Ok(svg)
+}
+
 fn format_ms(v: f64) -> String {
     if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
 }
@@ -218,6 +305,27 @@ mod tests {
         // One size alone still makes a chart (a range around the point).
         assert!(memory_svg("one", &points[..1]).is_ok());
         assert!(memory_svg("none", &[]).is_err());
+    }
+
+    #[test]
+    fn the_timeline_shows_latency_and_rate_per_second() {
+        let seconds: Vec<probe::load::Second> = (0..10)
+            .map(|t| probe::load::Second {
+                t,
+                requests: 100 + t,
+                failed: u64::from(t == 5),
+                p50_ms: Some(1.0 + t as f64),
+                p99_ms: (t != 3).then_some(20.0),
+                max_ms: Some(25.0),
+            })
+            .collect();
+        let svg = timeline_svg("load", &seconds).expect("renders");
+        assert!(svg.starts_with("<svg"));
+        for label in ["p50", "p99", "requests/s", "failed/s"] {
+            assert!(svg.contains(label), "no {label}");
+        }
+        assert!(!svg.contains("NaN"));
+        assert!(timeline_svg("empty", &[]).is_err());
     }
 
     #[test]

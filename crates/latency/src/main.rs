@@ -1,6 +1,7 @@
 //! `latency`: measure and price every architecture.
 //!
 //! - `latency probe URL` — latency stats from this machine (or `--via-lambda FUNCTION` from the region)
+//! - `latency load URL` — load it as k6 and wrk2 do: virtual users, or an arrival rate
 //! - `latency cost` — itemised cost per million calls and per month, per architecture
 //! - `latency report` — probe named targets, write `report.md` and an SVG chart
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
@@ -12,6 +13,7 @@ mod coldstart;
 mod cost_cmd;
 mod error;
 mod invoke;
+mod load_cmd;
 mod local_state;
 mod probe_cmd;
 mod queue;
@@ -34,6 +36,9 @@ struct Cli {
 enum Command {
     /// Latency stats for a URL: from this machine, or from inside the region (--via-lambda).
     Probe(probe_cmd::Args),
+    /// Load a URL: virtual users for a duration (closed loop) or a fixed arrival rate (open
+    /// loop, latency from the scheduled start); k6's summary, a per-second timeline.
+    Load(load_cmd::Args),
     /// Probe named targets (a TOML file, or --local), price them, write report.md + latency.svg.
     Report(report::Args),
     /// Itemised cost per million calls and per month, per architecture, from dated price files.
@@ -67,6 +72,7 @@ fn main() -> std::process::ExitCode {
     let result: Result<(), Error> = runtime.block_on(async {
         match cli.command {
             Command::Probe(args) => probe_cmd::run(args).await,
+            Command::Load(args) => load_cmd::run(args).await,
             Command::Report(args) => report::run(args).await,
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,

@@ -28,6 +28,7 @@
 //! 4. **steady state** — `count` measured requests over `concurrency` workers sharing the
 //!    client. Only these make up `ok`, `errors`, the stats and the histogram.
 
+pub mod load;
 mod prober;
 mod report;
 mod spec;
@@ -47,6 +48,9 @@ pub enum ProbeError {
     Invalid { field: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// `load`: the target cannot be reached (DNS, connect, TLS), checked before any request.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 /// The error of [`Spec::from_event`] and [`SpecInput::validate`]: always
@@ -62,7 +66,7 @@ impl ProbeError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ProbeError::Invalid { field, .. } => Some(field),
-            ProbeError::Client(_) => None,
+            ProbeError::Client(_) | ProbeError::Unreachable { .. } => None,
         }
     }
 }

@@ -130,7 +130,7 @@ impl SpecInput {
     }
 }
 
-fn parse_url(url: Option<String>) -> Result<Url, ProbeError> {
+pub(crate) fn parse_url(url: Option<String>) -> Result<Url, ProbeError> {
     let Some(url) = url else {
         return Err(ProbeError::invalid(
             "url",

@@ -120,3 +120,43 @@ async fn an_invalid_event_returns_an_error_object_and_the_function_keeps_serving
     assert_eq!(report["ok"].as_u64(), Some(3), "{report}");
     assert_eq!(requests.load(Ordering::SeqCst), 1 + 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_event_runs_the_load_spec_inside_the_function_and_returns_its_report() {
+    let Some(emulator) = Emulator::start() else { return };
+    let (url, requests, _) = target().await;
+
+    let report = emulator
+        .invoke(&json!({"load": {"url": url, "vus": 2, "iterations": 40, "preset": "hits"}}))
+        .await
+        .unwrap();
+    assert_eq!(report["requests"].as_u64(), Some(40), "{report}");
+    assert_eq!(report["passed"].as_u64(), Some(40), "{report}");
+    assert_eq!(report["ending"], "finished", "{report}");
+    assert!(report["duration_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0), "{report}");
+    assert_eq!(report["scenario"], "closed loop, 2 VUs for at most 10m, 40 requests", "{report}");
+    assert_eq!(requests.load(Ordering::SeqCst), 40, "no request beyond the iterations");
+
+    let open = emulator.invoke(&json!({"load": {"url": url, "rate": 100, "duration": "1s"}})).await.unwrap();
+    assert_eq!(open["requests"].as_u64(), Some(100), "{open}");
+    assert!(open["latency_ms"]["med"].is_number(), "an open loop reports latency from the schedule: {open}");
+
+    for (event, field) in [
+        (json!({"load": {"url": url, "vus": 2, "rate": 5}}), "rate: give vus"),
+        (json!({"load": {"url": url, "vu": 2}}), "load: unknown field `vu`"),
+        (json!({"load": {"url": url}, "count": 3}), "count: a load event is"),
+    ] {
+        let error = emulator.invoke(&event).await.expect_err(&event.to_string());
+        assert_eq!(error["errorType"], "InvalidEvent", "{event}: {error}");
+        let message = error["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{event}: {message}");
+    }
+    let refused = emulator
+        .invoke(
+            &json!({"load": {"url": format!("http://127.0.0.1:{}/", testkit::free_port()), "iterations": 1}}),
+        )
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(refused["errorType"], "Unreachable", "{refused}");
+    assert_eq!(requests.load(Ordering::SeqCst), 140, "invalid events send nothing");
+}
