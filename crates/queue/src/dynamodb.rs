@@ -48,7 +48,8 @@
 //!   `Duplicate`, it leaves the group, and the rest is written again at once;
 //! - `TransactionConflict` (another process wrote the done item at the same moment),
 //!   `ThrottlingError`, `ProvisionedThroughputExceeded`: the whole group is written again after a
-//!   jittered exponential backoff (20 ms doubling to 1 s), up to [`MAX_ATTEMPTS`] attempts; so
+//!   jittered exponential backoff (20 ms doubling to 1 s), up to [`MAX_ATTEMPTS`] attempts within
+//!   [`RETRY_BUDGET`] (10 s, plus the call under way); so
 //!   are requests throttled as a whole, once the SDK's own retries are spent. Writing the ledger
 //!   again is far cheaper than giving up, which sends the messages back to run again;
 //! - anything else (a missing table, access denied, the network): every caller in the group gets
@@ -101,6 +102,10 @@ pub const MAX_GROUP: usize = 99;
 pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(15 * 86_400);
 /// Attempts at one group that conflict or are throttled before its callers get an error.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// How long a group may spend on those attempts: no pause starts that would end past it, so a
+/// group gives up within this plus one call (at most the SDK's operation timeout), however slow
+/// the throttled calls are.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// The longest string DynamoDB takes as a partition key value, in bytes.
 const MAX_KEY_BYTES: usize = 2048;
 /// 20 ms doubling up to 1 s, of which a random part from half to all, so that processes that
@@ -536,6 +541,7 @@ impl Entry<Reply> {
 async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<Entry<Reply>>, ttl: Duration) {
     let size = group.len();
     let (mut attempts, mut busy) = (0u32, 0u32);
+    let started = tokio::time::Instant::now();
     while !group.is_empty() {
         attempts += 1;
         shared.transactions.fetch_add(1, Ordering::Relaxed);
@@ -562,13 +568,14 @@ async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<E
             Next::RetryNow => {}
             Next::Backoff(reason) => {
                 busy += 1;
-                if busy >= MAX_ATTEMPTS {
-                    let detail = format!("gave up after {attempts} attempts: {reason}");
+                let delay = BACKOFF.delay(busy);
+                if busy >= MAX_ATTEMPTS || started.elapsed() + delay > RETRY_BUDGET {
+                    let spent = started.elapsed().as_secs_f64();
+                    let detail = format!("gave up after {attempts} attempts in {spent:.1} s: {reason}");
                     tracing::warn!(group = size, attempts, %reason, "ledger group not committed; giving up");
                     group.into_iter().for_each(|entry| entry.settle(&Settled::Failed(detail.clone())));
                     return;
                 }
-                let delay = BACKOFF.delay(busy);
                 shared.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     group = size,
@@ -916,6 +923,27 @@ mod tests {
         // The ledger still works afterwards.
         tables.script.lock().clear();
         assert!(matches!(commits.record("a").await, Ok(Outcome::Counted)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_throttled_calls_give_up_within_the_retry_budget_before_ten_attempts() {
+        // Each call throttled as a whole after 3 s (the SDK's retries inside its timeouts).
+        let tables = FakeTables::new(3000);
+        tables.script((0..20).map(|_| Rejection::Busy("ThrottlingException".into())));
+        let commits = commits(&tables);
+        let started = Instant::now();
+        let outcome = commits.record("a").await;
+        let took = started.elapsed();
+        assert!(
+            matches!(&outcome, Err(Error::Ledger { detail, .. }) if detail.contains("ThrottlingException")),
+            "{outcome:?}"
+        );
+        assert!(took <= RETRY_BUDGET + Duration::from_secs(3), "{took:?}");
+        assert!(
+            commits.shared.stats().transactions < u64::from(MAX_ATTEMPTS),
+            "{:?}",
+            commits.shared.stats()
+        );
     }
 
     #[tokio::test(start_paused = true)]
