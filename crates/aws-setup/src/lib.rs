@@ -15,10 +15,36 @@
 //!   (`amazon-trust-roots.pem`); `TLS_ROOTS=platform` brings the platform's store back (a
 //!   TLS-intercepting proxy, an HTTPS emulator with its own CA).
 //!
+//! * **Timeouts on every call of the hosts** ([`Timeouts`], through [`Aws`]): connect, attempt
+//!   and operation timeouts and the attempts per call, so that a stalled service ends a call
+//!   within [`Timeouts::operation`] instead of holding it for minutes; [`timed_out`] tells such
+//!   a failure from the others.
+//! * **A region, or a clear error at startup** ([`Aws::config`] refuses a configuration without
+//!   one, [`Error::NoRegion`]), rather than a process that starts and then fails every call.
+//!
 //! Build the config once per process (in `main`, at Lambda init), never per request.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls;
+
+mod timeouts;
+
+pub use timeouts::{Timeouts, is_timeout, long_poll, timed_out};
+
+/// Why the SDK configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No region anywhere the SDK looks: every call would fail.
+    #[error(
+        "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or `region` in the AWS profile); \
+         off EC2 nothing else can tell it (on EC2 the instance metadata service does, unless \
+         AWS_EC2_METADATA_DISABLED is set)"
+    )]
+    NoRegion,
+    /// Timeouts that cannot all fire.
+    #[error("bad AWS timeouts: {0}")]
+    Timeouts(String),
+}
 
 /// The root CAs every AWS service endpoint chains to (Amazon Root CA 1–4 and Starfield
 /// Services Root CA G2, from <https://www.amazontrust.com/repository/>).
@@ -78,7 +104,19 @@ pub async fn load_with(roots: TrustRoots) -> SdkConfig {
 /// such as the local stack's): it wins over `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`
 /// in the environment. (Setting it afterwards on the `SdkConfig` does not: the clients would
 /// still take the environment's.)
+///
+/// The SDK's own timeouts (a 3.1 s connect timeout, no limit on a call): the `latency` CLI's
+/// calls (a Lambda invocation of several minutes) must not be cut short. Hosts use [`Aws`],
+/// which sets [`Timeouts`].
 pub async fn load_at(roots: TrustRoots, endpoint: Option<&str>) -> SdkConfig {
+    load_configured(roots, endpoint, None).await
+}
+
+async fn load_configured(
+    roots: TrustRoots,
+    endpoint: Option<&str>,
+    timeouts: Option<&Timeouts>,
+) -> SdkConfig {
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .tls_context(roots.context())
@@ -86,6 +124,9 @@ pub async fn load_at(roots: TrustRoots, endpoint: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(timeouts) = timeouts {
+        loader = loader.timeout_config(timeouts.timeout_config()).retry_config(timeouts.retry_config());
     }
     loader.load().await
 }
@@ -106,18 +147,20 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 /// The SDK configuration of one process, loaded on first use and then shared: a host makes one
 /// in `main` and hands it to every adapter it opens (`counter::open`, `ingest::open_sinks`, the
 /// queue's ledger), so a store that needs no AWS loads nothing, and several that do load once.
+/// Every client built from it has the host's [`Timeouts`].
 #[derive(Debug)]
 pub struct Aws {
     roots: TrustRoots,
     endpoint: Option<String>,
+    timeouts: Timeouts,
     config: tokio::sync::OnceCell<SdkConfig>,
 }
 
 impl Aws {
-    /// Loads with these trust roots when first asked (region, credentials and endpoint from the
-    /// environment, as [`load_with`]).
+    /// Loads with these trust roots and the default [`Timeouts`] when first asked (region,
+    /// credentials and endpoint from the environment, as [`load_with`]).
     pub fn new(roots: TrustRoots) -> Aws {
-        Aws { roots, endpoint: None, config: tokio::sync::OnceCell::new() }
+        Aws { roots, endpoint: None, timeouts: Timeouts::DEFAULT, config: tokio::sync::OnceCell::new() }
     }
 
     /// Every client sends to `endpoint` (see [`load_at`]).
@@ -127,14 +170,37 @@ impl Aws {
         self
     }
 
-    /// A configuration already loaded.
-    pub fn loaded(config: SdkConfig) -> Aws {
-        Aws { roots: TrustRoots::Amazon, endpoint: None, config: tokio::sync::OnceCell::from(config) }
+    /// Every call of every client within these timeouts (the host's settings; see [`Timeouts`]).
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Aws {
+        self.timeouts = timeouts;
+        self
     }
 
-    /// The configuration, loaded now if this is the first call.
-    pub async fn config(&self) -> &SdkConfig {
-        self.config.get_or_init(|| load_at(self.roots, self.endpoint.as_deref())).await
+    /// A configuration already loaded, used as it is (its own timeouts, if any).
+    pub fn loaded(config: SdkConfig) -> Aws {
+        let timeouts = Timeouts::DEFAULT;
+        Aws {
+            roots: TrustRoots::Amazon,
+            endpoint: None,
+            timeouts,
+            config: tokio::sync::OnceCell::from(config),
+        }
+    }
+
+    /// The configuration, loaded now if this is the first call. [`Error::NoRegion`] when no
+    /// region was found (environment, profile, and on EC2 the instance metadata service): the
+    /// hosts open their AWS adapters at startup, so such a process stops there with the reason
+    /// instead of failing every call. On Lambda and ECS `AWS_REGION` is always set.
+    pub async fn config(&self) -> Result<&SdkConfig, Error> {
+        let config = self
+            .config
+            .get_or_init(|| load_configured(self.roots, self.endpoint.as_deref(), Some(&self.timeouts)))
+            .await;
+        match config.region() {
+            Some(_) => Ok(config),
+            None => Err(Error::NoRegion),
+        }
     }
 }
 
@@ -148,6 +214,17 @@ pub fn install_tls_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_configuration_without_a_region_is_refused_with_what_to_set() {
+        let aws = Aws::loaded(SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build());
+        let e = aws.config().await.unwrap_err();
+        assert_eq!(e, Error::NoRegion);
+        assert!(e.to_string().contains("set AWS_REGION"), "{e}");
+        let region = aws_config::Region::from_static("eu-west-2");
+        let aws = Aws::loaded(SdkConfig::builder().region(region).build());
+        assert!(aws.config().await.is_ok());
+    }
 
     #[test]
     fn the_embedded_amazon_roots_are_five_parsable_certificates() {

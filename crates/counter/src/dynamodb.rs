@@ -15,12 +15,20 @@
 //! the same number: each reads the others at its own moment. If the
 //! read of the others fails after the increment succeeded, the last sum seen is used (logged):
 //! the increment is durable, and answering 503 would invite a retry that counts twice.
+//!
+//! **Timeouts.** Every call ends within the client's timeouts (`aws_setup::Timeouts`, from the
+//! host); a call that gave up on one is [`StoreError::TimedOut`] (503 "dynamodb store timed out
+//! after 6.0 s"). An `UpdateItem` that timed out may still have been applied: the count then
+//! went up without an answer, as with any write whose answer is lost. A sharded increment's read
+//! of the other items shares the `UpdateItem`'s operation timeout, so it ends within one too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::{Duration, Instant};
+
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use crate::{BoxFuture, Call, Counter, Remote, Shard, StoreError};
@@ -38,6 +46,9 @@ pub struct DynamoDbCounter {
     shard: Shard,
     /// The sum of the other shards last read, for when a read fails (see the module docs).
     others_seen: AtomicU64,
+    /// The client's operation timeout (`aws_setup::Timeouts`), which a sharded increment's
+    /// `UpdateItem` and `BatchGetItem` share.
+    operation_timeout: Option<Duration>,
 }
 
 impl DynamoDbCounter {
@@ -46,7 +57,15 @@ impl DynamoDbCounter {
     }
 
     pub fn from_client(client: Client, table: String) -> Self {
-        DynamoDbCounter { client, table, shard: Shard { index: 0, of: 1 }, others_seen: AtomicU64::new(0) }
+        let operation_timeout =
+            client.config().timeout_config().and_then(aws_config::timeout::TimeoutConfig::operation_timeout);
+        DynamoDbCounter {
+            client,
+            table,
+            shard: Shard { index: 0, of: 1 },
+            others_seen: AtomicU64::new(0),
+            operation_timeout,
+        }
     }
 
     /// This writer adds to item `shard.index`; the count is the sum of `shard.of` items.
@@ -63,7 +82,7 @@ impl DynamoDbCounter {
     }
 
     /// The sum of the other shards' items as this replica has them (a missing item is 0).
-    async fn others(&self) -> Result<u64, StoreError> {
+    async fn others(&self, started: Instant) -> Result<u64, StoreError> {
         let mut keys: Vec<HashMap<String, AttributeValue>> = (0..self.shard.of)
             .filter(|i| *i != self.shard.index)
             .map(|i| HashMap::from([("id".to_owned(), AttributeValue::N(i.to_string()))]))
@@ -81,7 +100,7 @@ impl DynamoDbCounter {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| failed("BatchGetItem", started, e))?;
             for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
                 sum += hits_of(item.get("hits"))?;
             }
@@ -109,9 +128,23 @@ fn unavailable(e: impl std::error::Error) -> StoreError {
     StoreError::unavailable(STORE, DisplayErrorContext(e).to_string())
 }
 
+/// A failed call of `operation`, begun (with the store call it is part of) at `started`: timed
+/// out or unavailable.
+fn failed<E, R>(operation: &'static str, started: Instant, e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match aws_setup::timed_out(&e) {
+        Some(text) => StoreError::timed_out(STORE, operation, started, text),
+        None => unavailable(e),
+    }
+}
+
 impl Counter for DynamoDbCounter {
     fn increment(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
+            let started = Instant::now();
             let out = self
                 .client
                 .update_item()
@@ -122,7 +155,7 @@ impl Counter for DynamoDbCounter {
                 .return_values(ReturnValue::UpdatedNew)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| failed("UpdateItem", started, e))?;
             let own = match out.attributes().and_then(|a| a.get("hits")) {
                 None => {
                     return Err(StoreError::Corrupt {
@@ -135,7 +168,19 @@ impl Counter for DynamoDbCounter {
             if self.shard.of <= 1 {
                 return Ok(own);
             }
-            let others = match self.others().await {
+            // The read shares the increment's one operation timeout, so that a sharded
+            // increment ends within it too; a read cut short counts as a failed one.
+            let read = match self.operation_timeout {
+                Some(limit) => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, self.others(started)).await.unwrap_or_else(|_| {
+                        let e = "no time left in the operation timeout";
+                        Err(StoreError::timed_out(STORE, "BatchGetItem", started, e))
+                    })
+                }
+                None => self.others(started).await,
+            };
+            let others = match read {
                 // Never below a sum this process has seen: an eventually consistent read may
                 // come from a storage node a moment behind the last one.
                 Ok(sum) => sum.max(self.others_seen.fetch_max(sum, Ordering::Relaxed)),
@@ -153,6 +198,7 @@ impl Counter for DynamoDbCounter {
     /// the TLS connection and resolves credentials before the first real request.
     fn warm(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let started = Instant::now();
             self.client
                 .get_item()
                 .table_name(&self.table)
@@ -160,7 +206,7 @@ impl Counter for DynamoDbCounter {
                 .projection_expression("id")
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| failed("GetItem", started, e))?;
             Ok(())
         })
     }

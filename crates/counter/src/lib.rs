@@ -12,6 +12,7 @@
 //! adapters, each behind its own cargo feature.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
@@ -86,13 +87,24 @@ pub struct Remote {
 pub type SharedCounter = Arc<dyn Counter>;
 
 /// Why an increment failed. Every variant maps to `503 Service Unavailable` at the edge:
-/// none of them is the client's fault.
+/// none of them is the client's fault. [`StoreError::reason`] is what the client is told.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or refused the call.
     #[error("{store} unavailable: {source}")]
     Unavailable {
         store: &'static str,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store did not answer within the SDK's timeouts (`aws_setup::Timeouts`: connect,
+    /// attempt, operation) — stalled, or unreachable without a refusal. `operation` is the call
+    /// that was waiting. A write that timed out may still have been applied.
+    #[error("{store} timed out after {:.1} s ({operation}): {source}", after.as_secs_f64())]
+    TimedOut {
+        store: &'static str,
+        operation: &'static str,
+        after: Duration,
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
@@ -115,10 +127,28 @@ impl StoreError {
         StoreError::Unavailable { store, source: Arc::from(source.into()) }
     }
 
+    /// The call of `operation`, begun at `started`, got no answer in time.
+    pub(crate) fn timed_out(
+        store: &'static str,
+        operation: &'static str,
+        started: Instant,
+        why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::TimedOut { store, operation, after: started.elapsed(), source: Arc::from(why.into()) }
+    }
+
+    /// Whether the store failed to answer in time ([`StoreError::TimedOut`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::TimedOut { .. })
+    }
+
     /// A short reason that is safe to show to a client (no internal detail).
     pub fn reason(&self) -> String {
         match self {
             StoreError::Unavailable { store, .. } => format!("{store} store unavailable"),
+            StoreError::TimedOut { store, after, .. } => {
+                format!("{store} store timed out after {:.1} s", after.as_secs_f64())
+            }
             StoreError::Contended { store, .. } => format!("{store} store too contended, retry"),
             StoreError::Corrupt { store, .. } => format!("{store} store holds an unreadable count"),
             StoreError::Closed { .. } => "shutting down".to_owned(),
@@ -139,6 +169,13 @@ pub enum OpenError {
     },
     #[error("this build has no {0} support (enable the `{0}` feature of the counter crate)")]
     NotBuilt(&'static str),
+    /// The AWS configuration is unusable (no region): the store could never answer.
+    #[error("cannot open {store} store: {source}")]
+    Aws {
+        store: &'static str,
+        #[source]
+        source: aws_setup::Error,
+    },
 }
 
 /// Opens the store a spec names. AWS stores take the SDK configuration from `aws` (loaded on
@@ -152,7 +189,8 @@ pub async fn open(spec: &StoreSpec, aws: &aws_setup::Aws) -> Result<SharedCounte
         ),
         #[cfg(feature = "dynamodb")]
         StoreSpec::DynamoDb { table, shard } => {
-            let counter = dynamodb::DynamoDbCounter::new(aws.config().await, table.clone());
+            let config = aws.config().await.map_err(|source| OpenError::Aws { store: "dynamodb", source })?;
+            let counter = dynamodb::DynamoDbCounter::new(config, table.clone());
             Arc::new(match shard {
                 Some(shard) => counter.sharded(*shard),
                 None => counter,
@@ -162,7 +200,8 @@ pub async fn open(spec: &StoreSpec, aws: &aws_setup::Aws) -> Result<SharedCounte
         StoreSpec::DynamoDb { .. } => return Err(OpenError::NotBuilt("dynamodb")),
         #[cfg(feature = "s3")]
         StoreSpec::S3 { bucket, key } => {
-            Arc::new(s3::S3Counter::new(aws.config().await, bucket.clone(), key.clone()))
+            let config = aws.config().await.map_err(|source| OpenError::Aws { store: "s3", source })?;
+            Arc::new(s3::S3Counter::new(config, bucket.clone(), key.clone()))
         }
         #[cfg(not(feature = "s3"))]
         StoreSpec::S3 { .. } => return Err(OpenError::NotBuilt("s3")),

@@ -1,10 +1,11 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
 //! server kit ([`server`]: signals, drain with a deadline, the `listening on` line), and the
 //! logs: Lambda's ([`logs`], with the X-Ray layer of [`xray`]) and the servers'
-//! ([`init_server_tracing`]).
+//! ([`init_server_tracing`]); and the AWS SDK's timeouts as every host takes them ([`aws`]).
 
 use lambda_http::RequestExt;
 
+pub mod aws;
 pub mod logs;
 pub mod server;
 pub mod xray;

@@ -1,5 +1,9 @@
-//! What the AWS adapters share: the text of a failed SDK call. The error types are smithy's,
-//! re-exported the same by every SDK crate.
+//! What the AWS adapters share: a failed SDK call as a [`SinkError`], and its text. The error
+//! types are smithy's, re-exported the same by every SDK crate.
+
+use std::time::Instant;
+
+use crate::SinkError;
 
 #[cfg(feature = "firehose")]
 use aws_sdk_firehose::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -31,5 +35,17 @@ where
             }
         }
         other => DisplayErrorContext(other).to_string(),
+    }
+}
+
+/// A failed call to `sink`, begun at `started`: [`SinkError::timed_out`] when it gave up on one
+/// of the SDK's timeouts (`aws_setup::Timeouts`: the sink never answered), unavailable otherwise.
+pub(crate) fn sink_error<E>(sink: String, started: Instant, e: &SdkError<E>) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match aws_setup::timed_out(e) {
+        Some(text) => SinkError::timed_out(sink, started.elapsed(), text),
+        None => SinkError::new(sink, error_text(e)),
     }
 }

@@ -171,10 +171,12 @@ pub async fn deliver(
 async fn put_once(sink: &dyn Sink, batch: &[Record], deadline: Instant, metrics: &Metrics) -> Outcome {
     let bytes: usize = batch.iter().map(Bytes::len).sum();
     let timer = metrics.start_flush();
+    let started = Instant::now();
     let result = match tokio::time::timeout_at(deadline, sink.put(batch)).await {
         Ok(result) => result,
-        Err(_) => Err(SinkError::new(
+        Err(_) => Err(SinkError::timed_out(
             sink.describe(),
+            started.elapsed(),
             std::io::Error::other("the call outlived the request's budget"),
         )),
     };

@@ -6,18 +6,21 @@
 //! throughput, `InternalFailure`), in request order. Those come back as [`FailedEntry`]s for the
 //! caller to retry alone; resending the whole batch would duplicate what was taken. A call that
 //! fails as a whole (no such stream, no permission, throttled, the network) is a [`SinkError`]
-//! carrying the service's code and message.
+//! carrying the service's code and message; one that got no answer within the SDK's timeouts
+//! (`aws_setup::Timeouts`) is a [`SinkError::timed_out`] (the records may still have been taken).
 //!
 //! Firehose then buffers the records and writes them to S3 as they came (each record's bytes,
 //! one after the other), so the newline-delimited records of [`crate::pack`] become
 //! newline-delimited objects without any separator being added.
+
+use std::time::Instant;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_firehose::operation::put_record_batch::PutRecordBatchOutput;
 use aws_sdk_firehose::primitives::Blob;
 
-use crate::aws_error::error_text;
+use crate::aws_error::sink_error;
 use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError};
 
 /// A [`Sink`] delivering to one Firehose delivery stream.
@@ -48,11 +51,11 @@ impl FirehoseSink {
         &self.stream
     }
 
-    fn error<E>(&self, e: SdkError<E>) -> SinkError
+    fn error<E>(&self, started: Instant, e: SdkError<E>) -> SinkError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        SinkError::new(self.describe(), error_text(&e))
+        sink_error(self.describe(), started, &e)
     }
 
     fn record(&self, data: &Record) -> Result<aws_sdk_firehose::types::Record, SinkError> {
@@ -64,18 +67,20 @@ impl FirehoseSink {
     }
 
     async fn put_one(&self, data: &Record) -> Result<Vec<FailedEntry>, SinkError> {
+        let started = Instant::now();
         self.client
             .put_record()
             .delivery_stream_name(&self.stream)
             .record(self.record(data)?)
             .send()
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(started, e))?;
         Ok(Vec::new())
     }
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<FailedEntry>, SinkError> {
         let entries = records.iter().map(|r| self.record(r)).collect::<Result<Vec<_>, _>>()?;
+        let started = Instant::now();
         let out = self
             .client
             .put_record_batch()
@@ -83,7 +88,7 @@ impl FirehoseSink {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(started, e))?;
         let failed = failed_entries(records.len(), &out);
         if !failed.is_empty() {
             tracing::debug!(
@@ -158,12 +163,13 @@ impl Sink for FirehoseSink {
     /// does not exist or a role without access to it.
     fn warm(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
+            let started = Instant::now();
             self.client
                 .describe_delivery_stream()
                 .delivery_stream_name(&self.stream)
                 .send()
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(started, e))?;
             Ok(())
         })
     }

@@ -4,7 +4,8 @@
 //! single-record call, and one code path answers per entry. Like Firehose, a call can be taken in
 //! part (`FailedRecordCount` > 0; each refused entry has an `ErrorCode`, mostly
 //! `ProvisionedThroughputExceededException` when a shard is over 1 MB/s or 1,000 records/s);
-//! those come back as [`FailedEntry`]s, a call that fails as a whole as a [`SinkError`].
+//! those come back as [`FailedEntry`]s, a call that fails as a whole as a [`SinkError`] (timed
+//! out, [`SinkError::timed_out`], when it got no answer within the SDK's timeouts).
 //!
 //! Kinesis puts a record on the shard owning the MD5 of its partition key. Each record here gets
 //! its own key ([`PartitionKeys`]), so a sink's records spread evenly over every shard instead
@@ -12,6 +13,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -19,7 +21,7 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use crate::aws_error::error_text;
+use crate::aws_error::sink_error;
 use crate::{BoxFuture, FailedEntry, Limits, Record, Sink, SinkError};
 
 /// Partition keys: 16 hex digits of a counter that starts at a random value per process.
@@ -85,11 +87,11 @@ impl KinesisSink {
         &self.stream
     }
 
-    fn error<E>(&self, e: SdkError<E>) -> SinkError
+    fn error<E>(&self, started: Instant, e: SdkError<E>) -> SinkError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        SinkError::new(self.describe(), error_text(&e))
+        sink_error(self.describe(), started, &e)
     }
 }
 
@@ -144,6 +146,7 @@ impl Sink for KinesisSink {
                         .map_err(|e| SinkError::new(self.describe(), DisplayErrorContext(e).to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let started = Instant::now();
             let out = self
                 .client
                 .put_records()
@@ -151,7 +154,7 @@ impl Sink for KinesisSink {
                 .set_records(Some(entries))
                 .send()
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(started, e))?;
             let failed = failed_entries(records.len(), &out);
             if !failed.is_empty() {
                 tracing::debug!(
@@ -178,12 +181,13 @@ impl Sink for KinesisSink {
     /// before the first `PutRecords`; a missing stream or a role without access fails here.
     fn warm(&self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
+            let started = Instant::now();
             self.client
                 .describe_stream_summary()
                 .stream_name(&self.stream)
                 .send()
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(started, e))?;
             Ok(())
         })
     }

@@ -38,7 +38,7 @@ pub mod transform;
 
 pub use bytes::Bytes;
 pub use event::{BodyError, EventError, Invalid, Parsed};
-pub use spec::{AwsConfig, ConfigError, SinkSpec, open_sinks};
+pub use spec::{AwsConfig, ConfigError, OpenError, SinkSpec, open_sinks};
 
 /// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).
 pub use futures_util::future::BoxFuture;
@@ -102,18 +102,44 @@ pub trait Sink: Send + Sync + 'static {
 
 pub type SharedSink = Arc<dyn Sink>;
 
-/// A whole call to a sink failed.
+/// A whole call to a sink failed: refused or unreachable (`firehose:events unavailable: …`), or
+/// not answered in time (`firehose:events timed out after 6.0 s: …`; the records may still
+/// have been taken).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{sink} unavailable: {source}")]
+#[error("{sink} {}: {source}", self.what())]
 pub struct SinkError {
     pub sink: String,
     #[source]
     pub source: Arc<dyn std::error::Error + Send + Sync>,
+    /// How long the call waited when it gave up on a timeout (the AWS SDK's, or a caller's
+    /// deadline); `None` for any other failure.
+    pub timed_out: Option<Duration>,
 }
 
 impl SinkError {
     pub fn new(sink: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        SinkError { sink: sink.into(), source: Arc::from(source.into()) }
+        SinkError { sink: sink.into(), source: Arc::from(source.into()), timed_out: None }
+    }
+
+    /// The call got no answer within `after`.
+    pub fn timed_out(
+        sink: impl Into<String>,
+        after: Duration,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SinkError { timed_out: Some(after), ..SinkError::new(sink, source) }
+    }
+
+    /// Whether the call gave up on a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.timed_out.is_some()
+    }
+
+    fn what(&self) -> String {
+        match self.timed_out {
+            Some(after) => format!("timed out after {:.1} s", after.as_secs_f64()),
+            None => "unavailable".to_owned(),
+        }
     }
 }
 

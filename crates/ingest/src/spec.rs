@@ -90,6 +90,16 @@ pub use aws_setup::Aws as AwsConfig;
 #[derive(Debug, Default)]
 pub struct AwsConfig;
 
+/// Why the sinks could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The AWS configuration cannot be used (no region): an AWS sink could never take a record.
+    #[error("cannot open {sink}: {why}")]
+    Aws { sink: String, why: String },
+}
+
 /// Builds the sink and the optional invalid-events sink, taking the AWS configuration from
 /// `aws` (loaded once, on first use) only when either needs it. Hosts call this once, at start
 /// (Lambda: at init).
@@ -97,10 +107,19 @@ pub async fn open_sinks(
     sink: &SinkSpec,
     invalid: Option<&SinkSpec>,
     aws: &AwsConfig,
-) -> Result<(SharedSink, Option<SharedSink>), ConfigError> {
+) -> Result<(SharedSink, Option<SharedSink>), OpenError> {
     let needs_aws = sink.is_aws() || invalid.is_some_and(SinkSpec::is_aws);
     #[cfg(feature = "aws")]
-    let aws: Option<&Aws> = if needs_aws { Some(aws.config().await) } else { None };
+    let aws: Option<&Aws> = if needs_aws {
+        let described = if sink.is_aws() { sink } else { invalid.unwrap_or(sink) };
+        let config = aws
+            .config()
+            .await
+            .map_err(|e| OpenError::Aws { sink: described.to_string(), why: e.to_string() })?;
+        Some(config)
+    } else {
+        None
+    };
     #[cfg(not(feature = "aws"))]
     let aws: Option<&Aws> = {
         let _ = (needs_aws, aws);
@@ -109,6 +128,19 @@ pub async fn open_sinks(
     let main = sink.open(aws)?;
     let invalid = invalid.map(|spec| spec.open(aws)).transpose()?;
     Ok((main, invalid))
+}
+
+/// The spec as it is written (`firehose:events`), which [`FromStr`] reads back.
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::Stdout => f.write_str("stdout"),
+            SinkSpec::File(path) => write!(f, "file:{}", path.display()),
+            SinkSpec::Null => f.write_str("null"),
+            SinkSpec::Firehose { stream } => write!(f, "firehose:{stream}"),
+            SinkSpec::Kinesis { stream } => write!(f, "kinesis:{stream}"),
+        }
+    }
 }
 
 impl FromStr for SinkSpec {
@@ -153,6 +185,13 @@ mod tests {
         assert_eq!("file:/tmp/e.ndjson".parse(), Ok(SinkSpec::File("/tmp/e.ndjson".into())));
         assert_eq!("firehose:events-1".parse(), Ok(SinkSpec::Firehose { stream: "events-1".into() }));
         assert_eq!(" kinesis:s.1 ".parse(), Ok(SinkSpec::Kinesis { stream: "s.1".into() }));
+    }
+
+    #[test]
+    fn a_spec_is_written_as_it_is_read() {
+        for form in ["stdout", "null", "file:/tmp/e.ndjson", "firehose:events-1", "kinesis:s.1"] {
+            assert_eq!(form.parse::<SinkSpec>().unwrap().to_string(), form);
+        }
     }
 
     #[test]

@@ -48,12 +48,17 @@
 //!   `Duplicate`, it leaves the group, and the rest is written again at once;
 //! - `TransactionConflict` (another process wrote the done item at the same moment),
 //!   `ThrottlingError`, `ProvisionedThroughputExceeded`: the whole group is written again after a
-//!   jittered exponential backoff (20 ms doubling to 1 s), up to [`MAX_ATTEMPTS`] attempts; so
+//!   jittered exponential backoff (20 ms doubling to 1 s), up to [`MAX_ATTEMPTS`] attempts within
+//!   [`RETRY_BUDGET`] (10 s, plus the call under way); so
 //!   are requests throttled as a whole, once the SDK's own retries are spent. Writing the ledger
 //!   again is far cheaper than giving up, which sends the messages back to run again;
 //! - anything else (a missing table, access denied, the network): every caller in the group gets
 //!   [`Error::Ledger`]. The messages go back to the queue; the condition makes that safe: a write
-//!   that did commit although its answer was lost makes the redelivery a `Duplicate`.
+//!   that did commit although its answer was lost makes the redelivery a `Duplicate`;
+//! - no answer within the SDK's timeouts (`aws_setup::Timeouts`, a stalled table): every caller
+//!   in the group gets [`Error::LedgerTimedOut`] at once, not retried here (the SDK has retried
+//!   within its operation timeout), so a stalled table holds a `record` for at most that long
+//!   (twice, for a caller queued behind a group already waiting).
 //!
 //! The SDK fills in the transaction's `ClientRequestToken` once per call, so its own retries of
 //! a request whose answer was lost are idempotent too.
@@ -76,7 +81,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -97,6 +102,10 @@ pub const MAX_GROUP: usize = 99;
 pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(15 * 86_400);
 /// Attempts at one group that conflict or are throttled before its callers get an error.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// How long a group may spend on those attempts: no pause starts that would end past it, so a
+/// group gives up within this plus one call (at most the SDK's operation timeout), however slow
+/// the throttled calls are.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(10);
 /// The longest string DynamoDB takes as a partition key value, in bytes.
 const MAX_KEY_BYTES: usize = 2048;
 /// 20 ms doubling up to 1 s, of which a random part from half to all, so that processes that
@@ -150,8 +159,17 @@ impl DynamoDbLedger {
     }
 }
 
-fn unavailable(e: impl std::error::Error) -> Error {
-    Error::ledger(LEDGER, DisplayErrorContext(e).to_string())
+/// A failed call of `operation`, begun at `started`: [`Error::LedgerTimedOut`] when it gave up
+/// on a timeout, [`Error::Ledger`] otherwise.
+fn failed<E, R>(operation: &'static str, started: Instant, e: SdkError<E, R>) -> Error
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match aws_setup::timed_out(&e) {
+        Some(detail) => Error::LedgerTimedOut { ledger: LEDGER, operation, after: started.elapsed(), detail },
+        None => Error::ledger(LEDGER, DisplayErrorContext(e).to_string()),
+    }
 }
 
 impl Ledger for DynamoDbLedger {
@@ -162,6 +180,7 @@ impl Ledger for DynamoDbLedger {
     /// A strongly consistent read: it sees every transaction that has returned.
     fn done(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move {
+            let started = Instant::now();
             let out = self
                 .tables
                 .client
@@ -172,7 +191,7 @@ impl Ledger for DynamoDbLedger {
                 .projection_expression("done")
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| failed("GetItem", started, e))?;
             match out.item().and_then(|item| item.get("done")) {
                 None => Ok(0),
                 Some(AttributeValue::N(n)) => n
@@ -185,6 +204,7 @@ impl Ledger for DynamoDbLedger {
 
     fn reset(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
+            let started = Instant::now();
             self.tables
                 .client
                 .put_item()
@@ -193,7 +213,7 @@ impl Ledger for DynamoDbLedger {
                 .item("done", AttributeValue::N("0".into()))
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| failed("PutItem", started, e))?;
             Ok(())
         })
     }
@@ -248,9 +268,10 @@ impl WriteGroup for Tables {
     fn write<'a>(&'a self, ids: &'a [&'a str], expires_at: u64) -> BoxFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
             let items = self.transact_items(ids, expires_at)?;
+            let started = Instant::now();
             match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
                 Ok(_) => Ok(()),
-                Err(e) => Err(rejection(e)),
+                Err(e) => Err(rejection(started, e)),
             }
         })
     }
@@ -264,12 +285,17 @@ enum Rejection {
     Cancelled { codes: Vec<Option<String>>, detail: String },
     /// Throttled as a whole, after the SDK's own retries: worth trying again later.
     Busy(String),
+    /// No answer within the SDK's timeouts, after `after`.
+    TimedOut { after: Duration, detail: String },
     /// Anything else.
     Failed(String),
 }
 
-fn rejection<R: std::fmt::Debug>(e: SdkError<TransactWriteItemsError, R>) -> Rejection {
+fn rejection<R: std::fmt::Debug>(started: Instant, e: SdkError<TransactWriteItemsError, R>) -> Rejection {
     use TransactWriteItemsError as E;
+    if let Some(detail) = aws_setup::timed_out(&e) {
+        return Rejection::TimedOut { after: started.elapsed(), detail };
+    }
     let detail = DisplayErrorContext(&e).to_string();
     match e.as_service_error() {
         Some(E::TransactionCanceledException(cancelled)) => Rejection::Cancelled {
@@ -302,6 +328,8 @@ enum Next {
     Backoff(String),
     /// Fail the rest with this detail.
     Fail(String),
+    /// Fail the rest: the transaction got no answer in time.
+    TimedOut { after: Duration, detail: String },
 }
 
 /// Reads a rejection of a group of `puts` ids (actions `0..puts` are the puts, then the update).
@@ -309,6 +337,9 @@ fn judge(rejection: Rejection, puts: usize) -> Judgement {
     let (codes, detail) = match rejection {
         Rejection::Busy(reason) => return Judgement { duplicates: Vec::new(), next: Next::Backoff(reason) },
         Rejection::Failed(detail) => return Judgement { duplicates: Vec::new(), next: Next::Fail(detail) },
+        Rejection::TimedOut { after, detail } => {
+            return Judgement { duplicates: Vec::new(), next: Next::TimedOut { after, detail } };
+        }
         Rejection::Cancelled { codes, detail } => (codes, detail),
     };
     let mut duplicates = Vec::new();
@@ -479,6 +510,7 @@ enum Settled {
     Counted,
     Duplicate,
     Failed(String),
+    TimedOut { after: Duration, detail: String },
 }
 
 /// What the `nth` caller waiting for one id gets: only the first can have counted it.
@@ -487,6 +519,12 @@ fn outcome(settled: &Settled, nth: usize) -> Result<Outcome, Error> {
         Settled::Counted if nth == 0 => Ok(Outcome::Counted),
         Settled::Counted | Settled::Duplicate => Ok(Outcome::Duplicate),
         Settled::Failed(detail) => Err(Error::ledger(LEDGER, detail.clone())),
+        Settled::TimedOut { after, detail } => Err(Error::LedgerTimedOut {
+            ledger: LEDGER,
+            operation: "TransactWriteItems",
+            after: *after,
+            detail: detail.clone(),
+        }),
     }
 }
 
@@ -503,6 +541,7 @@ impl Entry<Reply> {
 async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<Entry<Reply>>, ttl: Duration) {
     let size = group.len();
     let (mut attempts, mut busy) = (0u32, 0u32);
+    let started = tokio::time::Instant::now();
     while !group.is_empty() {
         attempts += 1;
         shared.transactions.fetch_add(1, Ordering::Relaxed);
@@ -529,13 +568,14 @@ async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<E
             Next::RetryNow => {}
             Next::Backoff(reason) => {
                 busy += 1;
-                if busy >= MAX_ATTEMPTS {
-                    let detail = format!("gave up after {attempts} attempts: {reason}");
+                let delay = BACKOFF.delay(busy);
+                if busy >= MAX_ATTEMPTS || started.elapsed() + delay > RETRY_BUDGET {
+                    let spent = started.elapsed().as_secs_f64();
+                    let detail = format!("gave up after {attempts} attempts in {spent:.1} s: {reason}");
                     tracing::warn!(group = size, attempts, %reason, "ledger group not committed; giving up");
                     group.into_iter().for_each(|entry| entry.settle(&Settled::Failed(detail.clone())));
                     return;
                 }
-                let delay = BACKOFF.delay(busy);
                 shared.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     group = size,
@@ -549,6 +589,12 @@ async fn commit_group(writer: &dyn WriteGroup, shared: &Shared, mut group: Vec<E
             Next::Fail(detail) => {
                 tracing::warn!(group = size, attempts, error = %detail, "ledger group failed");
                 group.into_iter().for_each(|entry| entry.settle(&Settled::Failed(detail.clone())));
+                return;
+            }
+            Next::TimedOut { after, detail } => {
+                tracing::warn!(group = size, attempts, after_s = after.as_secs_f64(), error = %detail, "ledger group timed out");
+                let settled = Settled::TimedOut { after, detail };
+                group.into_iter().for_each(|entry| entry.settle(&settled));
                 return;
             }
         }
@@ -880,6 +926,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn slow_throttled_calls_give_up_within_the_retry_budget_before_ten_attempts() {
+        // Each call throttled as a whole after 3 s (the SDK's retries inside its timeouts).
+        let tables = FakeTables::new(3000);
+        tables.script((0..20).map(|_| Rejection::Busy("ThrottlingException".into())));
+        let commits = commits(&tables);
+        let started = Instant::now();
+        let outcome = commits.record("a").await;
+        let took = started.elapsed();
+        assert!(
+            matches!(&outcome, Err(Error::Ledger { detail, .. }) if detail.contains("ThrottlingException")),
+            "{outcome:?}"
+        );
+        assert!(took <= RETRY_BUDGET + Duration::from_secs(3), "{took:?}");
+        assert!(
+            commits.shared.stats().transactions < u64::from(MAX_ATTEMPTS),
+            "{:?}",
+            commits.shared.stats()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn any_other_failure_fails_the_whole_group_at_once() {
         let tables = FakeTables::new(10);
         tables.script([Rejection::Failed("ResourceNotFoundException: no such table".into())]);
@@ -891,6 +958,25 @@ mod tests {
                 .all(|o| matches!(o, Err(Error::Ledger { detail, .. }) if detail.contains("no such table")))
         );
         assert_eq!(commits.shared.stats(), LedgerStats { transactions: 1, retries: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transaction_that_timed_out_fails_the_whole_group_at_once_as_timed_out() {
+        let tables = FakeTables::new(10);
+        let after = Duration::from_secs(6);
+        tables.script([Rejection::TimedOut { after, detail: "operation timeout".into() }]);
+        let commits = commits(&tables);
+        let outcomes = join_all(["a", "b", "a"].map(|id| commits.record(id))).await;
+        for outcome in &outcomes {
+            let Err(e) = outcome else { panic!("{outcome:?}") };
+            assert!(e.is_timeout() && !e.is_poison(), "{e}");
+            assert_eq!(
+                e.to_string(),
+                "ledger dynamodb timed out after 6.0 s (TransactWriteItems): operation timeout"
+            );
+        }
+        assert_eq!(commits.shared.stats(), LedgerStats { transactions: 1, retries: 0 }, "not retried here");
+        assert!(matches!(commits.record("a").await, Ok(Outcome::Counted)), "the ledger still works");
     }
 
     #[tokio::test(start_paused = true)]

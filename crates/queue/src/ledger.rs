@@ -134,19 +134,17 @@ impl LedgerSpec {
 }
 
 /// Opens the ledger a spec names; DynamoDB takes the SDK configuration from `aws` (loaded on
-/// first use, once per process).
+/// first use, once per process), and fails here when it has no region
+/// ([`aws_setup::Error::NoRegion`]): such a ledger could never record anything.
 #[cfg(feature = "dynamodb")]
-pub async fn open(spec: &LedgerSpec, aws: &aws_setup::Aws) -> SharedLedger {
-    match spec {
+pub async fn open(spec: &LedgerSpec, aws: &aws_setup::Aws) -> Result<SharedLedger, Error> {
+    Ok(match spec {
         LedgerSpec::Memory => Arc::new(MemoryLedger::new()),
         LedgerSpec::DynamoDb { done_table, messages_table } => {
-            Arc::new(crate::dynamodb::DynamoDbLedger::new(
-                aws.config().await,
-                done_table.clone(),
-                messages_table.clone(),
-            ))
+            let config = aws.config().await.map_err(|e| Error::ledger("dynamodb", e.to_string()))?;
+            Arc::new(crate::dynamodb::DynamoDbLedger::new(config, done_table.clone(), messages_table.clone()))
         }
-    }
+    })
 }
 
 #[cfg(test)]

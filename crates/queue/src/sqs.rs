@@ -73,14 +73,20 @@ impl SqsSource {
     }
 
     /// Long-polls for up to `max` (1–10) messages, waiting up to `wait` (≤ 20 s) for the first.
+    /// The client's attempt and operation timeouts (`aws_setup::Timeouts`) are lengthened by the
+    /// wait for this call ([`aws_setup::long_poll`]): a poll is not cut short, a stalled one ends.
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, Error> {
+        let wait = Duration::from_secs(wait.as_secs().min(20));
+        let timeouts = aws_setup::long_poll(self.client.config().timeout_config(), wait);
         let out = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|e| failed("ReceiveMessage", e))?;

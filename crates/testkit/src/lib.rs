@@ -6,6 +6,7 @@
 //! * [`emulator`]: a Lambda bootstrap under `cargo lambda watch`'s Runtime API, and workspace
 //!   binaries built on demand;
 //! * [`moto`]: resources on the emulators `scripts/test` starts (moto, a private RabbitMQ);
+//! * [`stalled`]: an AWS endpoint that accepts connections and never answers;
 //! * the require-or-skip policy: a test that needs a tool this machine lacks (moto, RabbitMQ,
 //!   cargo-lambda, Chromium) calls [`skip`], which prints `SKIPPED <test>: <why>` past the test
 //!   harness's output capture, so a plain `cargo test` shows what it did not run. Under
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 pub mod emulator;
 pub mod moto;
 pub mod process;
+pub mod stalled;
 
 /// Whether a missing tool fails the test instead of skipping it: `TEST_REQUIRE_ALL=1` (the old
 /// name `HITS_TEST_REQUIRE_ALL` is still read).

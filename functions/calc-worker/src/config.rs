@@ -15,6 +15,8 @@ pub enum ConfigError {
     HalfLedger(#[from] queue::HalfLedger),
     #[error("--source {0:?}: use amqp://user:pass@host:port/vhost (RabbitMQ) or an https:// SQS queue URL")]
     Source(String),
+    #[error(transparent)]
+    Aws(#[from] edge::aws::AwsSettingsError),
 }
 
 fn max_x(value: f64) -> Result<f64, ConfigError> {
@@ -37,6 +39,9 @@ pub struct LambdaConfig {
     pub max_x: f64,
     /// Time kept back for the ledger write before the invocation's deadline.
     pub margin: Duration,
+    /// The AWS SDK's timeouts (`AWS_CONNECT_TIMEOUT`, `AWS_ATTEMPT_TIMEOUT`,
+    /// `AWS_OPERATION_TIMEOUT`, `AWS_MAX_ATTEMPTS`; [`edge::aws`]).
+    pub aws: aws_setup::Timeouts,
 }
 
 impl LambdaConfig {
@@ -70,6 +75,7 @@ impl LambdaConfig {
             messages_table: required("CALC_MESSAGES_TABLE")?,
             max_x: max_x(number("CALC_MAX_X", queue::DEFAULT_MAX_X)?)?,
             margin: Duration::from_millis(margin_ms as u64),
+            aws: edge::aws::timeouts_from_vars(&get)?,
         })
     }
 }
@@ -110,6 +116,9 @@ pub struct ServerArgs {
     /// them (they are redelivered) and exits non-zero. Keep it above the largest x.
     #[arg(long, env = "CALC_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = edge::server::seconds)]
     pub shutdown_timeout: Duration,
+    /// The AWS SDK's timeouts (the DynamoDB ledger, SQS; a long poll gets its wait on top).
+    #[command(flatten)]
+    pub aws: edge::aws::AwsArgs,
 }
 
 /// Where messages come from.
@@ -164,6 +173,7 @@ mod tests {
             ("done", "ids", 2.5)
         );
         assert_eq!(config.margin, Duration::from_millis(500));
+        assert_eq!(config.aws, aws_setup::Timeouts::DEFAULT);
         assert!(matches!(
             LambdaConfig::from_lookup(lookup(&[("CALC_TABLE", "done")])),
             Err(ConfigError::Missing("CALC_MESSAGES_TABLE"))
@@ -174,6 +184,12 @@ mod tests {
             ("CALC_MAX_X", "-1"),
         ]));
         assert!(matches!(bad, Err(ConfigError::Invalid { name: "CALC_MAX_X", .. })));
+        let bad = LambdaConfig::from_lookup(lookup(&[
+            ("CALC_TABLE", "d"),
+            ("CALC_MESSAGES_TABLE", "m"),
+            ("AWS_MAX_ATTEMPTS", "none"),
+        ]));
+        assert!(matches!(bad, Err(ConfigError::Aws(_))), "{bad:?}");
     }
 
     #[test]

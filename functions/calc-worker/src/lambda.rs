@@ -30,13 +30,14 @@ impl From<BatchError> for lambda_runtime::Diagnostic {
 }
 
 /// The worker, built once at init (the DynamoDB client and its connection pool are reused).
-pub async fn build(config: &LambdaConfig, aws: &aws_setup::Aws) -> Arc<Worker> {
+/// `Err` when the ledger cannot be opened (no AWS region).
+pub async fn build(config: &LambdaConfig, aws: &aws_setup::Aws) -> Result<Arc<Worker>, queue::Error> {
     let spec = queue::LedgerSpec::DynamoDb {
         done_table: config.done_table.clone(),
         messages_table: config.messages_table.clone(),
     };
-    let ledger = queue::open_ledger(&spec, aws).await;
-    Arc::new(Worker::new(ledger, config.max_x).with_margin(config.margin))
+    let ledger = queue::open_ledger(&spec, aws).await?;
+    Ok(Arc::new(Worker::new(ledger, config.max_x).with_margin(config.margin)))
 }
 
 /// Epoch milliseconds in September 2001: anything smaller is not a wall-clock deadline.

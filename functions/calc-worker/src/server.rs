@@ -50,8 +50,9 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let source = args.source().map_err(Exit::start)?;
     let max_x = args.checked_max_x().map_err(Exit::start)?;
     let spec = args.ledger().map_err(Exit::start)?;
-    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
-    let ledger = queue::open_ledger(&spec, &aws).await;
+    let timeouts = args.aws.timeouts().map_err(Exit::start)?;
+    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env()).with_timeouts(timeouts);
+    let ledger = queue::open_ledger(&spec, &aws).await.map_err(Exit::start)?;
     if ledger.describe() == "memory" {
         tracing::warn!("no --done-table/--messages-table: counting in memory (lost on exit)");
     }
@@ -90,7 +91,8 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
                 queue::amqp::consume(&config, worker, shutdown.requested()).await
             }
             Source::Sqs { queue_url } => {
-                let sqs = queue::sqs::SqsSource::new(aws.config().await, queue_url.clone());
+                let config = aws.config().await.map_err(|e| Exit::start(format!("cannot use SQS: {e}")))?;
+                let sqs = queue::sqs::SqsSource::new(config, queue_url.clone());
                 let config = queue::sqs::ConsumerConfig {
                     concurrency: usize::from(args.concurrency),
                     wait: std::time::Duration::from_secs(args.wait_seconds),

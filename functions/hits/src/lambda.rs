@@ -206,17 +206,31 @@ pub struct Settings {
     /// Warm the store connection at init; `HITS_PRECONNECT=0` skips it, so `latency cold-start`
     /// can show what it saves.
     pub preconnect: bool,
+    /// The AWS SDK's timeouts (`AWS_CONNECT_TIMEOUT`, `AWS_ATTEMPT_TIMEOUT`,
+    /// `AWS_OPERATION_TIMEOUT`, `AWS_MAX_ATTEMPTS`; [`edge::aws`]). Keep the operation timeout
+    /// below the function's timeout, so a stalled store is a 503 rather than a killed invocation.
+    pub aws: aws_setup::Timeouts,
+}
+
+/// A Lambda environment the function cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Store(#[from] counter::ConfigError),
+    #[error(transparent)]
+    Aws(#[from] edge::aws::AwsSettingsError),
 }
 
 impl Settings {
     /// Reads the settings from `var` (`std::env::var` in `main`).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, counter::ConfigError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let off = |name| matches!(var(name).as_deref(), Some("0" | "false"));
         let store = match var("HITS_STORE") {
             Some(value) if !value.trim().is_empty() => value.parse()?,
             _ => counter::StoreSpec::Memory,
         };
-        Ok(Settings { store, metrics: !off("HITS_METRICS"), preconnect: !off("HITS_PRECONNECT") })
+        let aws = edge::aws::timeouts_from_vars(&var)?;
+        Ok(Settings { store, metrics: !off("HITS_METRICS"), preconnect: !off("HITS_PRECONNECT"), aws })
     }
 }
 

@@ -46,6 +46,9 @@ pub struct ServerArgs {
     /// terminationGracePeriodSeconds).
     #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", default_value = "25", value_parser = edge::server::seconds)]
     pub shutdown_timeout: Duration,
+    /// The AWS SDK's timeouts (Firehose and Kinesis sinks): a stalled sink fails a call within them.
+    #[command(flatten)]
+    pub aws: edge::aws::AwsArgs,
 }
 
 impl ServerArgs {
@@ -82,6 +85,9 @@ pub struct LambdaConfig {
     pub pack_bytes: Option<usize>,
     /// How long one request may spend retrying the sink's failed entries.
     pub budget: Duration,
+    /// The AWS SDK's timeouts (`AWS_CONNECT_TIMEOUT`, `AWS_ATTEMPT_TIMEOUT`,
+    /// `AWS_OPERATION_TIMEOUT`, `AWS_MAX_ATTEMPTS`; [`edge::aws`]).
+    pub aws: aws_setup::Timeouts,
 }
 
 /// A Lambda environment the function cannot run with.
@@ -93,6 +99,8 @@ pub enum LambdaConfigError {
     NoSink,
     #[error("{var} {value:?} is not a whole number")]
     NotANumber { var: &'static str, value: String },
+    #[error(transparent)]
+    Aws(#[from] edge::aws::AwsSettingsError),
 }
 
 impl LambdaConfig {
@@ -116,6 +124,7 @@ impl LambdaConfig {
             invalid_sink,
             pack_bytes: number("INGEST_PACK_BYTES")?.and_then(|n| usize::try_from(n).ok()),
             budget: Duration::from_millis(number("INGEST_BUDGET_MS")?.unwrap_or(2500)),
+            aws: edge::aws::timeouts_from_vars(&var)?,
         })
     }
 }
@@ -133,6 +142,7 @@ mod tests {
         assert_eq!(config.max_buffer_bytes, 64 * 1024 * 1024);
         assert_eq!(config.linger, Duration::from_millis(200));
         assert_eq!(config.spill_path, Some(PathBuf::from("ingest-spill.ndjson")));
+        assert_eq!(args.aws.timeouts().unwrap(), aws_setup::Timeouts::DEFAULT);
     }
 
     #[test]
@@ -160,5 +170,8 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("INGEST_PACK_BYTES"));
         let bad = LambdaConfig::from_vars(vars(&[("INGEST_SINK", "s3:x")]));
         assert!(bad.unwrap_err().to_string().contains("INGEST_SINK"));
+        assert_eq!(config.aws, aws_setup::Timeouts::DEFAULT);
+        let bad = LambdaConfig::from_vars(vars(&[("INGEST_SINK", "null"), ("AWS_OPERATION_TIMEOUT", "x")]));
+        assert!(bad.unwrap_err().to_string().contains("AWS_OPERATION_TIMEOUT"));
     }
 }

@@ -15,7 +15,7 @@ use crate::config::LambdaConfig;
 pub async fn build(
     config: &LambdaConfig,
     aws: &ingest::AwsConfig,
-) -> Result<(SharedIngest, SharedSink), ingest::ConfigError> {
+) -> Result<(SharedIngest, SharedSink), ingest::OpenError> {
     let (sink, invalid_sink) = ingest::open_sinks(&config.sink, config.invalid_sink.as_ref(), aws).await?;
     let mut direct = DirectConfig::for_sink(sink.as_ref());
     direct.budget = config.budget;

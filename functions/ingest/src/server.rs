@@ -23,13 +23,14 @@ const HTTP_DRAIN_SHARE: f64 = 0.25;
 /// signal, and drains as the module doc says. A record neither delivered nor spilled fails it.
 pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let config = args.buffer_config().map_err(Exit::start)?;
-    let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env());
+    let timeouts = args.aws.timeouts().map_err(Exit::start)?;
+    let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env()).with_timeouts(timeouts);
     let opening = async {
         let (sink, invalid) = ingest::open_sinks(&args.sink, args.invalid_sink.as_ref(), &aws).await?;
         if let Err(e) = sink.warm().await {
             tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; buffering anyway");
         }
-        Ok::<_, ingest::ConfigError>((sink, invalid))
+        Ok::<_, ingest::OpenError>((sink, invalid))
     };
     let Some(opened) = shutdown.unless_requested(opening).await else {
         return Ok(());

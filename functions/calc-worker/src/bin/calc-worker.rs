@@ -8,7 +8,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!("cannot start: {e}");
         std::process::exit(2);
     });
-    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
-    let worker = calc_worker::lambda::build(&config, &aws).await;
+    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env()).with_timeouts(config.aws);
+    let worker = calc_worker::lambda::build(&config, &aws).await.unwrap_or_else(|e| {
+        tracing::error!("cannot start: {e}");
+        std::process::exit(2);
+    });
     calc_worker::lambda::run(worker).await
 }

@@ -87,6 +87,9 @@ pub struct Options {
     /// The store: memory | file:<path> | dynamodb:<table>[#<shard>/<shards>] | s3:<bucket>/<key>.
     #[arg(long, env = "HITS_STORE", default_value = "memory", hide_env_values = true)]
     pub store: StoreSpec,
+    /// The AWS SDK's timeouts (DynamoDB and S3 stores): a stalled store answers 503 within them.
+    #[command(flatten)]
+    pub aws: edge::aws::AwsArgs,
 }
 
 impl Default for Options {
@@ -95,6 +98,7 @@ impl Default for Options {
             addr: SocketAddr::from(([0, 0, 0, 0], 8000)),
             shutdown_timeout: Duration::from_secs(25),
             store: StoreSpec::Memory,
+            aws: edge::aws::AwsArgs::default(),
         }
     }
 }
@@ -102,11 +106,15 @@ impl Default for Options {
 /// The whole server: opens the store (unless the shutdown is requested first), listens, serves
 /// until the signal, and drains as the module doc says.
 pub async fn run(options: Options, shutdown: Shutdown) -> Result<(), Exit> {
-    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env());
+    let timeouts = options.aws.timeouts().map_err(Exit::start)?;
+    let aws = aws_setup::Aws::new(aws_setup::TrustRoots::from_env()).with_timeouts(timeouts);
     let Some(counter) = shutdown.unless_requested(counter::open(&options.store, &aws)).await else {
         return Ok(());
     };
     let counter = counter.map_err(Exit::start)?;
+    if counter.remote(counter::Call::Increment).is_some() {
+        tracing::info!(store = counter.kind(), timeouts = %timeouts.summary(), "AWS calls time out");
+    }
     let listener = edge::server::listen(options.addr, &format!("store: {}", counter.kind())).await?;
     serve(listener, counter, &shutdown).await.map_err(Exit::failed)
 }
@@ -190,6 +198,26 @@ mod tests {
         let e = command(&["healthcheck", "--shutdown-timeout", "5"]).unwrap_err().to_string();
         assert!(e.contains("--shutdown-timeout"), "{e}");
         assert!(command(&["health"]).is_err());
+    }
+
+    #[test]
+    fn the_aws_timeouts_are_flags_too() {
+        let o = parse(&[
+            "--aws-operation-timeout=2",
+            "--aws-attempt-timeout=1",
+            "--aws-connect-timeout=0.5",
+            "--aws-max-attempts=1",
+        ])
+        .unwrap();
+        let t = o.aws.timeouts().unwrap();
+        assert_eq!(
+            (t.operation, t.attempt, t.max_attempts),
+            (Duration::from_secs(2), Duration::from_secs(1), 1)
+        );
+        assert_eq!(parse(&[]).unwrap().aws.timeouts().unwrap(), aws_setup::Timeouts::DEFAULT);
+        // An attempt shorter than the connect timeout is refused, naming both.
+        let e = parse(&["--aws-attempt-timeout=1"]).unwrap().aws.timeouts().unwrap_err().to_string();
+        assert!(e.contains("connect timeout (2 s) is longer than the attempt timeout (1 s)"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     edge::init_lambda_tracing();
     let built = match ingest_fn::config::LambdaConfig::from_vars(|name| std::env::var(name).ok()) {
         Ok(config) => {
-            let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env());
+            let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env()).with_timeouts(config.aws);
             ingest_fn::lambda::build(&config, &aws).await.map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
