@@ -55,8 +55,10 @@ pub async fn serve(
     buffered: Arc<Buffered>,
     shutdown: &Shutdown,
 ) -> std::io::Result<ShutdownReport> {
-    let app =
-        crate::router(buffered.clone() as SharedIngest).layer(tower_http::trace::TraceLayer::new_for_http());
+    // Request lines at DEBUG (`RUST_LOG=tower_http=debug`); not its line per 5xx at ERROR: the
+    // router counts refusals and logs them about once a second.
+    let trace = tower_http::trace::TraceLayer::new_for_http().on_failure(());
+    let app = crate::router(buffered.clone() as SharedIngest).layer(trace);
     if !edge::server::serve_http(listener, app, shutdown, HTTP_DRAIN_SHARE).await? {
         tracing::warn!("flushing anyway");
     }
