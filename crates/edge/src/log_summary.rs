@@ -117,11 +117,11 @@ impl LogSummary {
                     }
                     tally.counted += 1;
                     tally.last = Some(detail);
-                    if !tally.armed {
-                        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                            tally.armed = true;
-                            arm = Some((runtime, tally.since + window));
-                        }
+                    if !tally.armed
+                        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                    {
+                        tally.armed = true;
+                        arm = Some((runtime, tally.since + window));
                     }
                 }
             }
@@ -317,20 +317,18 @@ mod tests {
             .map_or(1, |n| n.parse().unwrap())
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_flood_of_one_cause_makes_about_one_counted_line_a_second() {
+    /// Runs `test` on a current-thread runtime with a paused clock (time moves only when the
+    /// test advances it or every task waits for a timer).
+    fn on_a_paused_clock(test: impl std::future::Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+        runtime.unwrap().block_on(test);
+    }
+
+    #[test]
+    fn a_flood_of_one_cause_makes_about_one_counted_line_a_second() {
         let _turn = one_at_a_time();
         let (buffer, _guard) = capture();
-        let summary = LogSummary::new(Level::WARN, "request refused", "requests refused");
-        // 10,000 failures over 3 s, 1,000 every 300 ms.
-        for i in 0..10_000u64 {
-            summary.record("the buffer is full", format!("the buffer is full ({i} bytes)"));
-            if i % 1000 == 999 {
-                tokio::time::advance(Duration::from_millis(300)).await;
-            }
-        }
-        // The last window's timer (the clock is paused: this only lets it run).
-        tokio::time::sleep(WINDOW * 2).await;
+        on_a_paused_clock(flood());
         let lines = lines(&buffer);
         assert!(lines.len() <= 5, "{} lines for 10,000 failures in 3 s:\n{}", lines.len(), lines.join("\n"));
         assert_eq!(lines.iter().map(|l| count_of(l)).sum::<u64>(), 10_000, "{lines:#?}");
@@ -342,17 +340,32 @@ mod tests {
         assert!(lines.iter().all(|l| l.contains("cause=\"the buffer is full\"")), "{lines:#?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn causes_are_counted_apart_and_a_quiet_spell_logs_the_next_one_in_full() {
+    async fn flood() {
+        let summary = LogSummary::new(Level::WARN, "request refused", "requests refused");
+        // 10,000 failures over 3 s, 1,000 every 300 ms.
+        for i in 0..10_000u64 {
+            summary.record("the buffer is full", format!("the buffer is full ({i} bytes)"));
+            if i % 1000 == 999 {
+                tokio::time::advance(Duration::from_millis(300)).await;
+            }
+        }
+        // The last window's timer (the clock is paused: this only lets it run).
+        tokio::time::sleep(WINDOW * 2).await;
+    }
+
+    #[test]
+    fn causes_are_counted_apart_and_a_quiet_spell_logs_the_next_one_in_full() {
         let _turn = one_at_a_time();
         let (buffer, _guard) = capture();
-        let summary = LogSummary::new(Level::ERROR, "request failed", "requests failed");
-        for _ in 0..3 {
-            summary.record("store unavailable", "connection refused");
-            summary.record("store contended", "gave up after 8 attempts");
-        }
-        tokio::time::sleep(WINDOW * 3).await;
-        summary.record("store unavailable", "timed out");
+        on_a_paused_clock(async {
+            let summary = LogSummary::new(Level::ERROR, "request failed", "requests failed");
+            for _ in 0..3 {
+                summary.record("store unavailable", "connection refused");
+                summary.record("store contended", "gave up after 8 attempts");
+            }
+            tokio::time::sleep(WINDOW * 3).await;
+            summary.record("store unavailable", "timed out");
+        });
         let lines = lines(&buffer);
         assert_eq!(lines.len(), 5, "{lines:#?}");
         assert!(lines[0].contains("request failed: connection refused"), "{}", lines[0]);
