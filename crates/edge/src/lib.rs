@@ -1,11 +1,13 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
 //! server kit ([`server`]: signals, drain with a deadline, the `listening on` line), and the
 //! logs: Lambda's ([`logs`], with the X-Ray layer of [`xray`]) and the servers'
-//! ([`init_server_tracing`]); and the AWS SDK's timeouts as every host takes them ([`aws`]).
+//! ([`init_server_tracing`]), per-request failures counted rather than logged one by one
+//! ([`log_summary`]); and the AWS SDK's timeouts as every host takes them ([`aws`]).
 
 use lambda_http::RequestExt;
 
 pub mod aws;
+pub mod log_summary;
 pub mod logs;
 pub mod server;
 pub mod xray;

@@ -13,11 +13,15 @@
 //! - **Bounded memory.** Every accepted byte is counted in `buffer_bytes` from accept until the
 //!   sink acknowledges it (queued, in flight or waiting for a retry). A submission that would
 //!   pass `max_buffer_bytes` is refused whole with [`IngestError::Overloaded`] (a 503 means
-//!   nothing of it was taken). Replay of the spill file at start is the one exception.
+//!   nothing of it was taken). The replay of a spill file at start obeys the same cap: it is
+//!   read a chunk at a time as there is room, and takes at most half of the buffer, so new
+//!   requests are taken while it runs ([`replay`]).
 //! - **No loss while the process lives.** A failed entry or call goes back to the front of the
 //!   queue and is re-sent after a backoff, without limit.
 //! - **No loss at shutdown** when a spill path is set: what the sink did not acknowledge by the
-//!   deadline is appended to the spill file and replayed at the next start.
+//!   deadline is appended to the spill file and replayed at the next start. The flush stops
+//!   early enough to leave the spill write its share of the deadline; what a replay had not read
+//!   yet stays in its file, where the next start picks it up.
 //! - **At-least-once.** A call that was under way when the shutdown deadline passed is spilled
 //!   too, and the sink may have taken it; a sync submission whose wait timed out stays buffered
 //!   and is still delivered, so the client's retry may duplicate it. Consumers dedupe on an
@@ -29,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -46,6 +50,10 @@ use crate::pack::{self, Packer};
 use crate::{
     BoxFuture, Ingest, IngestError, Invalid, Limits, Mode, Receipt, Record, SharedSink, Submission, spill,
 };
+
+mod replay;
+
+use replay::Replay;
 
 /// How the buffer batches, bounds and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +114,8 @@ pub struct Buffered {
     events: Arc<Pipeline>,
     /// The invalid-event pipeline, when there is an invalid sink.
     invalid: Option<Arc<Pipeline>>,
+    /// The spill file being replayed, if one was found at start.
+    replay: Option<Arc<Replay>>,
     metrics: Arc<Metrics>,
     config: BufferConfig,
     describe: String,
@@ -378,9 +388,9 @@ struct Pipeline {
     wake: Notify,
     /// Wakes a shutdown waiting for the queue to empty.
     drained: Notify,
+    /// Wakes a replay waiting for room: bytes left the buffer. Shared by both pipelines.
+    released: Arc<Notify>,
     permits: Arc<Semaphore>,
-    /// The claimed spill file being replayed, removed once acknowledged or re-spilled.
-    replaying: Mutex<Option<PathBuf>>,
 }
 
 impl Pipeline {
@@ -389,6 +399,7 @@ impl Pipeline {
         pack_cap: Option<usize>,
         config: &BufferConfig,
         metrics: Arc<Metrics>,
+        released: Arc<Notify>,
     ) -> Arc<Pipeline> {
         let limits = sink.limits();
         let max_record = limits.max_record_bytes.min(limits.max_batch_bytes);
@@ -401,8 +412,8 @@ impl Pipeline {
             state: Mutex::new(State::new(cap)),
             wake: Notify::new(),
             drained: Notify::new(),
+            released,
             permits: Arc::new(Semaphore::new(config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS))),
-            replaying: Mutex::new(None),
         })
     }
 
@@ -499,6 +510,9 @@ impl Pipeline {
             }
         }
         self.metrics.release_buffer(acked_bytes);
+        if acked_bytes > 0 {
+            self.released.notify_waiters();
+        }
         self.metrics.add_flushed(acked.len(), acked_events);
         if requeued > 0 {
             self.metrics.add_retried(requeued);
@@ -558,69 +572,57 @@ impl Pipeline {
         }
         left
     }
-
-    /// Removes the claimed spill file being replayed, once (whoever comes first: the replay
-    /// finishing, or a shutdown that re-spilled what was left of it).
-    fn release_replay(&self) {
-        let Some(path) = self.replaying.lock().take() else {
-            return;
-        };
-        match spill::release(&path) {
-            Ok(()) => tracing::info!(path = %path.display(), "spill file replayed; removed"),
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "could not remove the replayed spill file");
-            }
-        }
-    }
 }
 
 impl Buffered {
     /// Starts the buffer in front of `sink` (and `invalid_sink` for invalid events) and spawns
     /// its flushers; call it inside a tokio runtime. With a spill path, a spill file left by the
-    /// previous process is claimed and queued first (past the byte limit), and removed once the
-    /// sink acknowledged all of it. Fails when there is no runtime or the spill file cannot be
-    /// read.
+    /// previous process is claimed and replayed in the background, a chunk at a time as the
+    /// buffer has room (at most half of it), and removed once the sink acknowledged all of it
+    /// ([`replay`]). Fails when there is no runtime or the spill file cannot be claimed or
+    /// opened.
     pub fn start(
         sink: SharedSink,
         invalid_sink: Option<SharedSink>,
         config: BufferConfig,
     ) -> io::Result<Buffered> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let replay = match &config.spill_path {
-            Some(path) => claim_spill(path)?,
+        let claimed = match &config.spill_path {
+            Some(path) => spill::claim(path)?,
             None => None,
         };
+        let reader = claimed.as_deref().map(spill::Reader::open).transpose()?;
         let metrics = Arc::new(Metrics::default());
-        let events = Pipeline::new(Arc::clone(&sink), config.pack_cap, &config, Arc::clone(&metrics));
-        let invalid = invalid_sink.map(|s| Pipeline::new(s, None, &config, Arc::clone(&metrics)));
-        if let Some((claimed, lines)) = replay {
-            let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-            metrics.reserve_buffer(bytes);
-            let ticket = Ticket::new(lines.len());
-            let records = {
-                let mut state = events.state.lock();
-                for line in &lines {
-                    state.push(line, Some(&ticket), Instant::now(), events.settings.cap);
-                }
-                state.ready.len() + usize::from(state.packer.open_events() > 0)
-            };
-            metrics.add_replayed(records);
-            tracing::info!(path = %claimed.display(), events = lines.len(), records, "replaying the spill file");
-            *events.replaying.lock() = Some(claimed);
-            let pipeline = Arc::clone(&events);
-            runtime.spawn(async move {
-                if ticket.settled().await {
-                    pipeline.release_replay();
-                }
-            });
-        }
+        let released = Arc::new(Notify::new());
+        let events = Pipeline::new(
+            Arc::clone(&sink),
+            config.pack_cap,
+            &config,
+            Arc::clone(&metrics),
+            Arc::clone(&released),
+        );
+        let invalid = invalid_sink
+            .map(|s| Pipeline::new(s, None, &config, Arc::clone(&metrics), Arc::clone(&released)));
         runtime.spawn(Arc::clone(&events).flusher());
         if let Some(invalid) = &invalid {
             runtime.spawn(Arc::clone(invalid).flusher());
         }
+        let replay = match (claimed, reader) {
+            (Some(claimed), Some(reader)) => Some(Replay::start(
+                &runtime,
+                claimed,
+                reader,
+                Arc::clone(&events),
+                Arc::clone(&metrics),
+                released,
+                config.max_buffer_bytes,
+            )),
+            _ => None,
+        };
         Ok(Buffered {
             events,
             invalid,
+            replay,
             metrics,
             describe: sink.describe(),
             config,
@@ -632,10 +634,12 @@ impl Buffered {
         Arc::clone(&self.metrics)
     }
 
-    /// Stops taking submissions ([`IngestError::ShuttingDown`] from now on), flushes everything
-    /// buffered without waiting for `linger`, retrying until `deadline` from now, then spills
-    /// whatever the sink has not acknowledged (queued, waiting for a retry, or in a call that has
-    /// not answered) to the spill file, or logs it at ERROR and counts it dropped without one.
+    /// Stops taking submissions ([`IngestError::ShuttingDown`] from now on) and stops a replay
+    /// from reading further (the rest stays in its file), flushes everything buffered without
+    /// waiting for `linger`, retrying until `deadline` from now less the time the spill write is
+    /// given ([`spill_reserve`]), then spills whatever the sink has not acknowledged (queued,
+    /// waiting for a retry, or in a call that has not answered) to the spill file, or logs it at
+    /// ERROR and counts it dropped without one.
     /// Sync submissions still waiting get [`IngestError::Undelivered`]. Invalid-event lines left
     /// over are logged at WARN (`ingest::invalid`) rather than spilled, since a replay would send
     /// them to the event sink. A second call returns at once with an empty report.
@@ -643,16 +647,30 @@ impl Buffered {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
             return ShutdownReport::default();
         }
-        let until = later(Instant::now(), deadline);
+        let now = Instant::now();
+        let until = later(now, deadline);
+        let reserve = match self.config.spill_path {
+            Some(_) => spill_reserve(self.metrics.buffer_bytes(), deadline),
+            None => Duration::ZERO,
+        };
+        let flush_until = until.checked_sub(reserve).unwrap_or(now).max(now);
         let flushed_before = self.metrics.snapshot().flushed_records;
         let pipelines: Vec<&Arc<Pipeline>> = std::iter::once(&self.events).chain(&self.invalid).collect();
         pipelines.iter().for_each(|p| p.close());
+        if let Some(replay) = &self.replay {
+            replay.stop();
+        }
         for pipeline in &pipelines {
-            pipeline.drain(until).await;
+            pipeline.drain(flush_until).await;
         }
         let delivered = self.metrics.snapshot().flushed_records.saturating_sub(flushed_before);
         let left = self.events.stop();
-        let (spilled, dropped) = self.spill(left).await;
+        let (spilled, dropped) = self.spill(left, until.max(later(Instant::now(), MIN_SPILL_WAIT))).await;
+        if let Some(replay) = &self.replay {
+            // Safe to move the replay's offset past what it handed to the buffer only when none
+            // of that was dropped: a dropped line is still in the claimed file for the next start.
+            replay.finish(dropped == 0);
+        }
         if let Some(invalid) = &self.invalid {
             for entry in invalid.stop() {
                 pack::lines(&entry.record).for_each(|line| log_invalid(line, "undelivered at shutdown"));
@@ -672,30 +690,29 @@ impl Buffered {
         report
     }
 
-    /// Appends the entries to the spill file. Returns (spilled, dropped) record counts.
-    async fn spill(&self, left: Vec<Entry>) -> (usize, usize) {
+    /// Appends the entries to the spill file, waiting for the write until `until`. Returns
+    /// (spilled, dropped) record counts.
+    async fn spill(&self, left: Vec<Entry>, until: Instant) -> (usize, usize) {
         let records: Vec<Record> = left.into_iter().map(|e| e.record).collect();
         let Some(path) = self.config.spill_path.clone() else {
             return (0, self.drop_records(&records, "no spill path is configured"));
         };
         if records.is_empty() {
-            self.events.release_replay();
             return (0, 0);
         }
         // The blocking task gets its own handles (cheap clones of `Bytes`), so the records are
         // still here to log if the task cannot write them.
         let (target, copy) = (path.clone(), records.clone());
-        let written = tokio::task::spawn_blocking(move || spill::append(&target, &copy)).await;
-        let error = match written {
-            Ok(Ok(lines)) => {
+        let writing = tokio::task::spawn_blocking(move || spill::append(&target, &copy));
+        let error = match tokio::time::timeout_at(until, writing).await {
+            Ok(Ok(Ok(lines))) => {
                 self.metrics.add_spilled(records.len());
                 tracing::warn!(path = %path.display(), records = records.len(), events = lines, "spilled unacknowledged records");
-                // Whatever was left of a replay is in the new spill file now.
-                self.events.release_replay();
                 return (records.len(), 0);
             }
+            Ok(Ok(Err(e))) => e.to_string(),
             Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+            Err(_) => "the write did not finish by the shutdown deadline (the disk stalled?); the file may hold some of them".to_owned(),
         };
         tracing::error!(path = %path.display(), error = %error, "could not write the spill file");
         (0, self.drop_records(&records, "the spill file could not be written"))
@@ -792,17 +809,15 @@ impl Buffered {
     }
 }
 
-/// Claims the spill file and reads it; `None` when there is nothing to replay.
-fn claim_spill(path: &Path) -> io::Result<Option<(PathBuf, Vec<Bytes>)>> {
-    let Some(claimed) = spill::claim(path)? else {
-        return Ok(None);
-    };
-    let lines = spill::read(&claimed)?;
-    if lines.is_empty() {
-        spill::release(&claimed)?;
-        return Ok(None);
-    }
-    Ok(Some((claimed, lines)))
+/// The least time the spill write is waited for, even when the deadline has already passed.
+const MIN_SPILL_WAIT: Duration = Duration::from_secs(1);
+
+/// The part of the shutdown deadline kept for the spill write: 200 ms plus `buffered` bytes at
+/// 64 MiB/s (a slow disk, synced), at most half the deadline. The flush retries until the rest.
+pub fn spill_reserve(buffered: u64, deadline: Duration) -> Duration {
+    const RATE: f64 = 64.0 * 1024.0 * 1024.0;
+    let write = Duration::from_millis(200) + Duration::from_secs_f64(buffered as f64 / RATE);
+    write.min(deadline / 2)
 }
 
 impl Ingest for Buffered {

@@ -2,18 +2,23 @@
 //! an object with `type` (a non-empty string of at most 128 characters) and `timestamp` (epoch
 //! milliseconds, a number ≥ 0), plus any other fields, which are kept as they came.
 //!
+//! A body may come compressed: [`decode`] takes `Content-Encoding: gzip` (what browsers'
+//! `CompressionStream("gzip")` makes) and `identity`, and refuses every other encoding by name,
+//! so a body is never parsed as something it is not.
+//!
 //! Two kinds of failure. A [`BodyError`] means the body is not events at all (wrong content
-//! type, empty, not JSON, too large, too many): a 4xx in both modes. An [`EventError`] is one bad
+//! type or encoding, empty, not JSON, too large, too many): a 4xx in both modes. An [`EventError`] is one bad
 //! event in a good body: sync mode refuses the request with the per-index list, async mode
 //! routes the event to the invalid sink as an [`Invalid`] line.
 
 use std::borrow::Cow;
+use std::io::Read as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The largest body taken: 1 MiB.
+/// The largest body taken: 1 MiB, as sent and, for a compressed body, once decompressed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The most events per request.
 pub const MAX_EVENTS: usize = 500;
@@ -33,8 +38,17 @@ pub enum BodyError {
     MissingContentType,
     #[error("the body is empty; send one event object or an array of them")]
     Empty,
-    #[error("the body is {bytes} bytes; at most {MAX_BODY_BYTES} (1 MiB) per request")]
-    TooLarge { bytes: usize },
+    /// Only "more than" is known: the server stops reading a body at the limit.
+    #[error("the body is more than 1 MiB ({MAX_BODY_BYTES} bytes); send at most 1 MiB per request")]
+    TooLarge,
+    #[error(
+        "the body is more than 1 MiB ({MAX_BODY_BYTES} bytes) once decompressed ({encoding}); send at most 1 MiB of events per request"
+    )]
+    DecodedTooLarge { encoding: &'static str },
+    #[error("Content-Encoding {0:?} is not supported; send the body as it is (identity) or gzip")]
+    UnsupportedEncoding(String),
+    #[error("the body is not valid {encoding} (as its Content-Encoding says): {detail}")]
+    BadEncoding { encoding: &'static str, detail: String },
     #[error("the body is not JSON: {0}")]
     NotJson(String),
     #[error("the body must be an event object or an array of event objects, not {0}")]
@@ -53,8 +67,10 @@ impl BodyError {
     /// The HTTP status this error maps to at the edge.
     pub fn status(&self) -> u16 {
         match self {
-            BodyError::UnsupportedContentType(_) | BodyError::MissingContentType => 415,
-            BodyError::TooLarge { .. } | BodyError::EventTooLarge { .. } => 413,
+            BodyError::UnsupportedContentType(_)
+            | BodyError::MissingContentType
+            | BodyError::UnsupportedEncoding(_) => 415,
+            BodyError::TooLarge | BodyError::DecodedTooLarge { .. } | BodyError::EventTooLarge { .. } => 413,
             _ => 400,
         }
     }
@@ -138,10 +154,47 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), BodyError> {
     }
 }
 
-/// Parses and validates a body (after [`check_content_type`]). Never panics, whatever the bytes.
+/// The body as sent, decoded as its `Content-Encoding` header says: none or `identity` → the
+/// bytes as they are; `gzip` (or `x-gzip`) → decompressed, at most [`MAX_BODY_BYTES`] of it (a
+/// "gzip bomb" stops there, with [`BodyError::DecodedTooLarge`], never eating memory); anything
+/// else (`br`, `deflate`, `zstd`, two encodings stacked) → [`BodyError::UnsupportedEncoding`]
+/// naming it, a 415. Never panics, whatever the bytes.
+pub fn decode<'a>(content_encoding: Option<&str>, body: &'a [u8]) -> Result<Cow<'a, [u8]>, BodyError> {
+    let Some(header) = content_encoding else {
+        return Ok(Cow::Borrowed(body));
+    };
+    let codings: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect();
+    match codings.as_slice() {
+        [] => Ok(Cow::Borrowed(body)),
+        [one] if one == "gzip" || one == "x-gzip" => gunzip(body).map(Cow::Owned),
+        _ => Err(BodyError::UnsupportedEncoding(header.to_owned())),
+    }
+}
+
+/// Decompresses a gzip body (one member or several, as RFC 1952 allows), reading at most one byte
+/// past [`MAX_BODY_BYTES`] of output.
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, BodyError> {
+    let limit = MAX_BODY_BYTES as u64 + 1;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_BODY_BYTES + 1));
+    flate2::read::MultiGzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::BadEncoding { encoding: "gzip", detail: e.to_string() })?;
+    if out.len() > MAX_BODY_BYTES {
+        return Err(BodyError::DecodedTooLarge { encoding: "gzip" });
+    }
+    Ok(out)
+}
+
+/// Parses and validates a body (after [`check_content_type`] and [`decode`]). Never panics,
+/// whatever the bytes.
 pub fn parse(body: &[u8]) -> Result<Parsed, BodyError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(BodyError::TooLarge { bytes: body.len() });
+        return Err(BodyError::TooLarge);
     }
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let Some(first) = first else {
@@ -324,7 +377,60 @@ mod tests {
         let many = format!("[{}]", vec![r#"{"type":"a","timestamp":1}"#; 501].join(","));
         assert_eq!(parse(many.as_bytes()).unwrap_err(), BodyError::TooManyEvents { count: 501 });
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(parse(&big).unwrap_err().status(), 413);
+        let err = parse(&big).unwrap_err();
+        assert_eq!(err.status(), 413);
+        assert!(err.to_string().contains("more than 1 MiB"), "{err}");
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_body_is_decoded_and_identity_is_the_body_as_it_is() {
+        let json = br#"{"type":"a","timestamp":1}"#;
+        for header in ["gzip", "GZIP", "x-gzip", "identity, gzip", " gzip "] {
+            assert_eq!(decode(Some(header), &gzip(json)).unwrap().as_ref(), json, "{header}");
+        }
+        for header in [None, Some("identity"), Some(""), Some("Identity")] {
+            assert!(matches!(decode(header, json).unwrap(), Cow::Borrowed(b) if b == json), "{header:?}");
+        }
+        let two_members = [gzip(b"[{\"type\":\"a\","), gzip(b"\"timestamp\":1}]")].concat();
+        assert_eq!(decode(Some("gzip"), &two_members).unwrap().as_ref(), br#"[{"type":"a","timestamp":1}]"#);
+    }
+
+    #[test]
+    fn other_encodings_are_415_naming_them() {
+        for header in ["br", "deflate", "zstd", "gzip, gzip", "gzip, br", "compress"] {
+            let err = decode(Some(header), b"{}").unwrap_err();
+            assert_eq!(err.status(), 415, "{header}");
+            assert!(err.to_string().contains(header), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_gzip_is_400_and_a_gzip_bomb_stops_at_1_mib() {
+        let err = decode(Some("gzip"), br#"{"type":"a","timestamp":1}"#).unwrap_err();
+        assert_eq!(err.status(), 400, "{err}");
+        assert!(err.to_string().contains("not valid gzip"), "{err}");
+        let truncated = gzip(&[b' '; 4096]);
+        assert_eq!(decode(Some("gzip"), &truncated[..truncated.len() / 2]).unwrap_err().status(), 400);
+        // 1 MiB of output exactly is taken; one byte more is not, and 64 MiB of zeros (64 KiB
+        // compressed) is refused after reading 1 MiB of it.
+        assert_eq!(decode(Some("gzip"), &gzip(&vec![b' '; MAX_BODY_BYTES])).unwrap().len(), MAX_BODY_BYTES);
+        let err = decode(Some("gzip"), &gzip(&vec![b' '; MAX_BODY_BYTES + 1])).unwrap_err();
+        assert_eq!(err, BodyError::DecodedTooLarge { encoding: "gzip" });
+        let bomb = gzip(&vec![0u8; 64 * 1024 * 1024]);
+        assert!(bomb.len() < 128 * 1024, "{} bytes", bomb.len());
+        let err = decode(Some("gzip"), &bomb).unwrap_err();
+        assert_eq!(err.status(), 413);
+        assert!(
+            err.to_string().contains("more than 1 MiB") && err.to_string().contains("decompressed"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct Metrics {
     replayed_records: AtomicU64,
     dropped_records: AtomicU64,
     buffer_bytes: AtomicU64,
+    buffer_peak_bytes: AtomicU64,
     in_flight_flushes: AtomicU64,
     /// Per-bucket (not cumulative) counts; the last slot is for calls slower than every bound.
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len() + 1],
@@ -56,6 +57,8 @@ pub struct MetricsSnapshot {
     pub replayed_records: u64,
     pub dropped_records: u64,
     pub buffer_bytes: u64,
+    /// The most `buffer_bytes` ever held at once since start.
+    pub buffer_peak_bytes: u64,
     pub in_flight_flushes: u64,
     /// Per-bucket counts of [`FLUSH_BUCKETS`], then the count above the last bound.
     pub flush_buckets: [u64; FLUSH_BUCKETS.len() + 1],
@@ -121,9 +124,10 @@ impl Metrics {
         self.spilled_records.fetch_add(records as u64, Relaxed);
     }
 
-    /// Records read back from the spill file at start.
-    pub fn add_replayed(&self, records: usize) {
-        self.replayed_records.fetch_add(records as u64, Relaxed);
+    /// Lines (one event each: the spill file's records) read back from the spill file and
+    /// queued again.
+    pub fn add_replayed(&self, lines: usize) {
+        self.replayed_records.fetch_add(lines as u64, Relaxed);
     }
 
     /// Records that could be neither delivered nor spilled. The caller logs them.
@@ -136,14 +140,25 @@ impl Metrics {
     /// submissions can never push the gauge over the limit together.
     pub fn try_reserve_buffer(&self, bytes: usize, limit: usize) -> Result<(), u64> {
         let (bytes, limit) = (bytes as u64, limit as u64);
-        self.buffer_bytes
-            .fetch_update(Relaxed, Relaxed, |now| now.checked_add(bytes).filter(|after| *after <= limit))
-            .map(|_| ())
+        let before = self
+            .buffer_bytes
+            .fetch_update(Relaxed, Relaxed, |now| now.checked_add(bytes).filter(|after| *after <= limit))?;
+        self.raise_peak(before + bytes);
+        Ok(())
     }
 
-    /// Takes `bytes` into the buffer whatever the limit (replay of the spill file at start).
+    /// Takes `bytes` into the buffer whatever the limit (a spilled line larger than the whole
+    /// buffer, replayed alone).
     pub fn reserve_buffer(&self, bytes: usize) {
-        self.buffer_bytes.fetch_add(bytes as u64, Relaxed);
+        let before = self.buffer_bytes.fetch_add(bytes as u64, Relaxed);
+        self.raise_peak(before.saturating_add(bytes as u64));
+    }
+
+    /// A load first: the peak only moves while the buffer fills, so the hot path rarely writes.
+    fn raise_peak(&self, now: u64) {
+        if now > self.buffer_peak_bytes.load(Relaxed) {
+            self.buffer_peak_bytes.fetch_max(now, Relaxed);
+        }
     }
 
     /// `bytes` left the buffer: acknowledged by the sink, spilled or dropped.
@@ -188,6 +203,7 @@ impl Metrics {
             replayed_records: self.replayed_records.load(Relaxed),
             dropped_records: self.dropped_records.load(Relaxed),
             buffer_bytes: self.buffer_bytes.load(Relaxed),
+            buffer_peak_bytes: self.buffer_peak_bytes.load(Relaxed),
             in_flight_flushes: self.in_flight_flushes.load(Relaxed),
             flush_buckets: std::array::from_fn(|i| self.flush_buckets[i].load(Relaxed)),
             flush_nanos: self.flush_nanos.load(Relaxed),
@@ -237,6 +253,7 @@ mod tests {
                 replayed_records: 9,
                 dropped_records: 10,
                 buffer_bytes: 1234,
+                buffer_peak_bytes: 1234,
                 in_flight_flushes: 1,
                 flush_buckets: [1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
                 flush_nanos: 60_008_500_000,
@@ -252,6 +269,8 @@ mod tests {
         assert_eq!(m.try_reserve_buffer(40, 100), Ok(()));
         m.release_buffer(150);
         assert_eq!(m.buffer_bytes(), 0);
+        assert_eq!(m.try_reserve_buffer(30, 100), Ok(()));
+        assert_eq!(m.snapshot().buffer_peak_bytes, 100, "the most held at once, not the latest");
     }
 
     #[test]

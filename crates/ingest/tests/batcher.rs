@@ -314,14 +314,157 @@ async fn a_shutdown_with_the_sink_down_spills_and_the_next_start_replays_it() {
 
     let memory = Arc::new(MemorySink::new());
     let restarted = Buffered::start(memory.clone(), None, config).unwrap();
-    assert!(restarted.metrics().snapshot().replayed_records > 0);
     assert!(eventually(Duration::from_secs(2), || memory.events().len() >= 53).await);
+    assert_eq!(restarted.metrics().snapshot().replayed_records, 53, "one per line of the spill file");
     assert_same_events(&memory.events(), &events(0..53));
     let replaying = dir.path().join("spill.ndjson.replaying");
     assert!(eventually(Duration::from_secs(2), || !path.exists() && !replaying.exists()).await);
     let report = restarted.shutdown(Duration::from_secs(1)).await;
     assert_eq!(report.spilled_records, 0);
     assert!(!path.exists());
+}
+
+/// A spill file of `events` (written as a shutdown would).
+fn write_spill(path: &std::path::Path, events: &[Bytes]) {
+    let records: Vec<Bytes> = events.iter().map(|e| Bytes::from([e.as_ref(), b"\n"].concat())).collect();
+    ingest::spill::append(path, &records).unwrap();
+}
+
+/// 2,000 events of about 500 bytes: about 1 MB, sixteen times the 64 KiB buffer of these tests.
+fn big_spill() -> Vec<Bytes> {
+    (0..2000).map(|id| padded(id, 450)).collect()
+}
+
+const SMALL_BUFFER: usize = 64 * 1024;
+
+fn small_buffer(path: &std::path::Path) -> BufferConfig {
+    BufferConfig {
+        spill_path: Some(path.to_owned()),
+        max_buffer_bytes: SMALL_BUFFER,
+        pack_cap: Some(4096),
+        ..fast(1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spill_larger_than_the_buffer_is_replayed_under_its_cap_with_room_for_new_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spill.ndjson");
+    let spilled = big_spill();
+    write_spill(&path, &spilled);
+    // The sink is down at first: the replay fills its share of the buffer and waits there.
+    let (sink, shared) = memory_behind_faults(FaultSink::new(MemorySink::new()));
+    sink.down();
+    let buffer = Buffered::start(shared, None, small_buffer(&path)).unwrap();
+    let metrics = buffer.metrics();
+    assert!(eventually(Duration::from_secs(5), || metrics.snapshot().replayed_records > 0).await);
+    // New requests are taken meanwhile: the replay keeps to half of the buffer.
+    let fresh: Vec<Bytes> = (10_000..10_040).map(|id| padded(id, 450)).collect();
+    for chunk in fresh.chunks(10) {
+        buffer.submit(submission(Mode::Async, chunk.to_vec())).await.unwrap();
+    }
+    assert!(metrics.snapshot().replayed_records < 2000, "it cannot all be in a 64 KiB buffer");
+    sink.up();
+    let memory = sink.inner();
+    assert!(eventually(Duration::from_secs(20), || memory.events().len() >= 2040).await);
+    let expected: Vec<Bytes> = spilled.iter().chain(&fresh).cloned().collect();
+    assert_same_events(&memory.events(), &expected);
+    let snapshot = metrics.snapshot();
+    assert!(snapshot.buffer_peak_bytes <= SMALL_BUFFER as u64, "peak {} bytes", snapshot.buffer_peak_bytes);
+    assert_eq!(snapshot.replayed_records, 2000);
+    let gone = || std::fs::read_dir(dir.path()).unwrap().next().is_none();
+    assert!(eventually(Duration::from_secs(2), gone).await, "the replayed file and its offset go");
+    let report = buffer.shutdown(Duration::from_secs(1)).await;
+    assert_eq!((report.spilled_records, report.dropped_records), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_replay_leaves_the_unread_rest_on_disk_and_the_next_start_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spill.ndjson");
+    let spilled = big_spill();
+    write_spill(&path, &spilled);
+    let (sink, shared) = memory_behind_faults(FaultSink::new(MemorySink::new()));
+    sink.down();
+    let buffer = Buffered::start(shared, None, small_buffer(&path)).unwrap();
+    let metrics = buffer.metrics();
+    assert!(eventually(Duration::from_secs(5), || metrics.snapshot().replayed_records > 0).await);
+    let report = buffer.shutdown(Duration::from_millis(300)).await;
+    assert!(report.spilled_records > 0, "what the buffer held goes to a new spill file");
+    assert_eq!(report.dropped_records, 0);
+    // On disk: the new spill, and the claimed file with the offset of what is left of it.
+    let claimed = dir.path().join("spill.ndjson.replaying");
+    let offset: u64 = std::fs::read_to_string(ingest::spill::offset_path(&claimed)).unwrap().parse().unwrap();
+    assert!(offset > 0 && offset < std::fs::metadata(&claimed).unwrap().len(), "offset {offset}");
+    let on_disk = ingest::spill::read(&path).unwrap().len() + {
+        let mut rest = ingest::spill::Reader::open(&claimed).unwrap();
+        let mut lines = 0;
+        while let Some(chunk) = rest.next_chunk(usize::MAX).unwrap() {
+            lines += chunk.lines.len();
+        }
+        lines
+    };
+    assert_eq!(on_disk, spilled.len(), "every event is in one of the two files, once");
+
+    let memory = Arc::new(MemorySink::new());
+    let restarted = Buffered::start(memory.clone(), None, small_buffer(&path)).unwrap();
+    assert!(eventually(Duration::from_secs(20), || memory.events().len() >= spilled.len()).await);
+    assert_same_events(&memory.events(), &spilled);
+    let gone = || std::fs::read_dir(dir.path()).unwrap().next().is_none();
+    assert!(eventually(Duration::from_secs(2), gone).await);
+    assert!(restarted.metrics().snapshot().buffer_peak_bytes <= SMALL_BUFFER as u64);
+    restarted.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn a_crash_during_a_replay_loses_nothing_and_repeats_only_what_came_after_the_last_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spill.ndjson");
+    let spilled = big_spill();
+    write_spill(&path, &spilled);
+    let claimed = dir.path().join("spill.ndjson.replaying");
+    let offset = ingest::spill::offset_path(&claimed);
+    // A slow sink; the process "crashes" (its runtime is dropped, no shutdown) once some of the
+    // replay was acknowledged and its offset written.
+    let first = Arc::new(FaultSink::new(MemorySink::new()).delay(Duration::from_millis(5)));
+    {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let _buffer = Buffered::start(first.clone(), None, small_buffer(&path)).unwrap();
+            assert!(eventually(Duration::from_secs(10), || offset.exists()).await);
+        });
+    }
+    let before_crash = first.inner().events();
+    assert!(before_crash.len() < spilled.len(), "the crash came before the end");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let second = Arc::new(MemorySink::new());
+    runtime.block_on(async {
+        let buffer = Buffered::start(second.clone(), None, small_buffer(&path)).unwrap();
+        let gone = || std::fs::read_dir(dir.path()).unwrap().next().is_none();
+        assert!(eventually(Duration::from_secs(20), gone).await);
+        buffer.shutdown(Duration::from_secs(1)).await;
+    });
+    let after = second.events();
+    assert!(after.len() < spilled.len(), "the restart began at the offset, not at the start");
+    let mut all: Vec<Bytes> = before_crash.iter().chain(&after).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_same_events(&all, &spilled);
+}
+
+#[test]
+fn the_spill_write_keeps_a_share_of_the_deadline_that_grows_with_what_is_buffered() {
+    use ingest::batcher::spill_reserve;
+    let deadline = Duration::from_secs(25);
+    assert_eq!(spill_reserve(0, deadline), Duration::from_millis(200));
+    let full = spill_reserve(64 * 1024 * 1024, deadline);
+    assert_eq!(full, Duration::from_millis(1200), "64 MiB at 64 MiB/s, plus 200 ms");
+    assert_eq!(
+        spill_reserve(64 * 1024 * 1024, Duration::from_secs(1)),
+        Duration::from_millis(500),
+        "at most half"
+    );
 }
 
 #[tokio::test]

@@ -86,6 +86,18 @@ impl Process {
         false
     }
 
+    /// The lines of its stderr that contain `needle` (a log summary's `cause="…"` field), and how
+    /// many failures they stand for: a summary line's `count=N`, or 1 for a line without one
+    /// ([`edge::log_summary`](../../edge/log_summary/index.html)'s format).
+    pub fn log_tally(&self, needle: &str) -> (usize, u64) {
+        let log = lock(&self.log);
+        let lines: Vec<&String> = log.iter().filter(|line| line.contains(needle)).collect();
+        let count = |line: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix("count=")).and_then(|n| n.parse().ok())
+        };
+        (lines.len(), lines.iter().map(|line| count(line).unwrap_or(1)).sum())
+    }
+
     /// Sends `signal` (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();

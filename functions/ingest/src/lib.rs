@@ -8,8 +8,10 @@
 //!     `"undelivered":k`.
 //!   * sync → all-or-nothing: any invalid event → 400 with `errors: [{index, error}]` and nothing
 //!     taken; otherwise 200 `{"accepted":n}` only after the sink acknowledged every record.
-//!   * not events at all (content type, empty, not JSON, too large, too many) → 4xx
-//!     `{"error": "..."}` in both modes.
+//!   * `Content-Encoding: gzip` bodies are decompressed first (at most 1 MiB of output); any
+//!     other encoding but `identity` → 415 naming it.
+//!   * not events at all (content type or encoding, empty, not JSON, more than 1 MiB, too many)
+//!     → 4xx `{"error": "..."}` in both modes.
 //!   * buffer full → 503 + `Retry-After`; sink did not acknowledge (sync) → 503; shutting down →
 //!     503.
 //! * `GET /healthz` → 200 `{"status":"pass","sink":"…"}`.
@@ -25,6 +27,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use edge::log_summary::LogSummary;
 use ingest::event::{self, BodyError, MAX_BODY_BYTES};
 use ingest::{IngestError, Invalid, Mode, SharedIngest, Submission};
 use serde::Serialize;
@@ -34,8 +37,19 @@ pub mod lambda;
 pub mod prometheus;
 pub mod server;
 
+/// What the handlers share: the port, and the count of refused requests.
+#[derive(Clone)]
+struct App {
+    ingest: SharedIngest,
+    /// 503s are counted by cause and logged about once a second each ([`LogSummary`]), not one
+    /// line per request: under load shedding that was 2 lines per request, hundreds of MB in
+    /// seconds. The metrics count each one.
+    refused: LogSummary,
+}
+
 /// The router both hosts serve.
 pub fn router(ingest: SharedIngest) -> Router {
+    let refused = LogSummary::new(tracing::Level::WARN, "request refused", "requests refused");
     Router::new()
         .route("/events", post(events))
         .route("/healthz", get(healthz))
@@ -45,7 +59,7 @@ pub fn router(ingest: SharedIngest) -> Router {
         // One byte over the limit, so that `event::parse` sees an oversized body and answers
         // with its own message (axum's rejection would be plain text).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
-        .with_state(ingest)
+        .with_state(App { ingest, refused })
 }
 
 /// Why a request was refused, mapped to a status and a JSON body at the edge.
@@ -97,11 +111,6 @@ impl IntoResponse for ApiError {
             }
             ApiError::Ingest(IngestError::ShuttingDown) => (StatusCode::SERVICE_UNAVAILABLE, vec![], Some(1)),
         };
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), error = %self, "refused");
-        } else {
-            tracing::debug!(status = status.as_u16(), error = %self, "refused");
-        }
         let body = serde_json::to_vec(&ErrorBody { error: self.to_string(), errors: &errors })
             .unwrap_or_else(|_| br#"{"error":"unprintable error"}"#.to_vec());
         let mut response =
@@ -111,6 +120,19 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl ApiError {
+    /// What a refusal is counted under in the log summary: a short text that does not vary
+    /// with the request (`None`: the client's fault, logged at DEBUG only).
+    fn server_cause(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Ingest(IngestError::Overloaded { .. }) => Some("the buffer is full"),
+            ApiError::Ingest(IngestError::Undelivered { .. }) => Some("the sink did not acknowledge in time"),
+            ApiError::Ingest(IngestError::ShuttingDown) => Some("shutting down"),
+            _ => None,
+        }
     }
 }
 
@@ -127,19 +149,40 @@ fn mode_of(uri: &Uri, headers: &HeaderMap) -> Result<Mode, ApiError> {
 }
 
 async fn events(
-    State(ingest): State<SharedIngest>,
+    State(app): State<App>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match take(&app.ingest, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            match (e.server_cause(), &e) {
+                (Some(cause), ApiError::Ingest(ingest)) => app.refused.record(cause, ingest.clone()),
+                _ => tracing::debug!(error = %e, "refused"),
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// One `POST /events`: the answer, or why the request was refused.
+async fn take(
+    ingest: &SharedIngest,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mode = mode_of(&uri, &headers)?;
+    let mode = mode_of(uri, headers)?;
     event::check_content_type(headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)")))?;
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(ref inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::Body(BodyError::TooLarge { bytes: MAX_BODY_BYTES + 1 })
+            ApiError::Body(BodyError::TooLarge)
         }
         other => ApiError::Unreadable(other.body_text()),
     })?;
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("(not text)"));
+    let body = event::decode(encoding, &body)?;
     let parsed = event::parse(&body)?;
     if mode == Mode::Sync && !parsed.invalid.is_empty() {
         return Err(ApiError::InvalidEvents(parsed.invalid));
@@ -159,14 +202,14 @@ async fn events(
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn healthz(State(ingest): State<SharedIngest>) -> Response {
-    let body = serde_json::json!({"status": "pass", "sink": ingest.describe()});
+async fn healthz(State(app): State<App>) -> Response {
+    let body = serde_json::json!({"status": "pass", "sink": app.ingest.describe()});
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string())
         .into_response()
 }
 
-async fn metrics(State(ingest): State<SharedIngest>) -> Response {
-    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], prometheus::render(&ingest.metrics_snapshot()))
+async fn metrics(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], prometheus::render(&app.ingest.metrics_snapshot()))
         .into_response()
 }
 

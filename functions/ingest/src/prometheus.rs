@@ -24,11 +24,16 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.undelivered_events,
         ),
         ("spilled_records", "Records written to the spill file at shutdown.", s.spilled_records),
-        ("replayed_records", "Records read back from the spill file at start.", s.replayed_records),
+        (
+            "replayed_records",
+            "Lines (events) read back from the spill file and queued again.",
+            s.replayed_records,
+        ),
         ("dropped_records", "Records that could be neither delivered nor spilled.", s.dropped_records),
     ];
-    let gauges: [(&str, &str, u64); 2] = [
+    let gauges: [(&str, &str, u64); 3] = [
         ("buffer_bytes", "Bytes accepted and not yet acknowledged by the sink.", s.buffer_bytes),
+        ("buffer_peak_bytes", "The most bytes the buffer held at once since start.", s.buffer_peak_bytes),
         ("in_flight_flushes", "Calls to the sink under way.", s.in_flight_flushes),
     ];
     let mut out = String::with_capacity(4096);
@@ -127,6 +132,7 @@ mod tests {
             replayed_records: 9,
             dropped_records: 10,
             buffer_bytes: 1234,
+            buffer_peak_bytes: 1234,
             in_flight_flushes: 1,
             flush_buckets: [1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
             flush_nanos: 60_008_500_000,
@@ -161,7 +167,7 @@ ingest_undelivered_events_total 7
 # HELP ingest_spilled_records_total Records written to the spill file at shutdown.
 # TYPE ingest_spilled_records_total counter
 ingest_spilled_records_total 8
-# HELP ingest_replayed_records_total Records read back from the spill file at start.
+# HELP ingest_replayed_records_total Lines (events) read back from the spill file and queued again.
 # TYPE ingest_replayed_records_total counter
 ingest_replayed_records_total 9
 # HELP ingest_dropped_records_total Records that could be neither delivered nor spilled.
@@ -170,6 +176,9 @@ ingest_dropped_records_total 10
 # HELP ingest_buffer_bytes Bytes accepted and not yet acknowledged by the sink.
 # TYPE ingest_buffer_bytes gauge
 ingest_buffer_bytes 1234
+# HELP ingest_buffer_peak_bytes The most bytes the buffer held at once since start.
+# TYPE ingest_buffer_peak_bytes gauge
+ingest_buffer_peak_bytes 1234
 # HELP ingest_in_flight_flushes Calls to the sink under way.
 # TYPE ingest_in_flight_flushes gauge
 ingest_in_flight_flushes 1

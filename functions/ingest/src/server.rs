@@ -18,11 +18,21 @@ use crate::config::ServerArgs;
 /// The share of the shutdown deadline the HTTP drain may use; the rest is for the flush.
 const HTTP_DRAIN_SHARE: f64 = 0.25;
 
-/// The whole server: opens and warms the sinks (unless the shutdown is requested first: nothing
-/// was accepted yet, so that is a clean stop), replays the spill file, listens, serves until the
-/// signal, and drains as the module doc says. A record neither delivered nor spilled fails it.
+/// The whole server: checks that the spill file can be written (exit 2 if not), opens and warms
+/// the sinks (unless the shutdown is requested first: nothing was accepted yet, so that is a
+/// clean stop), starts the replay of a spill file, listens, serves until the signal, and drains
+/// as the module doc says. A record neither delivered nor spilled fails it.
 pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let config = args.buffer_config().map_err(Exit::start)?;
+    if let Some(path) = &config.spill_path {
+        // Found now, not at SIGTERM when the events would have nowhere to go.
+        ingest::spill::check_writable(path).map_err(|e| {
+            Exit::start(format!(
+                "cannot write the spill file {}: {e}; point --spill (INGEST_SPILL) at a writable path, or run with --spill off (what the sink has not taken by the shutdown deadline is then logged and dropped)",
+                path.display()
+            ))
+        })?;
+    }
     let timeouts = args.aws.timeouts().map_err(Exit::start)?;
     let aws = ingest::AwsConfig::new(aws_setup::TrustRoots::from_env()).with_timeouts(timeouts);
     let opening = async {
@@ -38,7 +48,7 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let (sink, invalid_sink) = opened.map_err(Exit::start)?;
     let describe = sink.describe();
     let buffered = Buffered::start(sink, invalid_sink, config)
-        .map_err(|e| Exit::start(format!("cannot replay the spill file: {e}")))?;
+        .map_err(|e| Exit::start(format!("cannot replay the spill file {}: {e}", args.spill)))?;
     let listener = edge::server::listen(args.addr, &format!("sink: {describe}")).await?;
     let report = serve(listener, Arc::new(buffered), &shutdown).await.map_err(Exit::failed)?;
     if report.dropped_records > 0 {
@@ -56,8 +66,10 @@ pub async fn serve(
     buffered: Arc<Buffered>,
     shutdown: &Shutdown,
 ) -> std::io::Result<ShutdownReport> {
-    let app =
-        crate::router(buffered.clone() as SharedIngest).layer(tower_http::trace::TraceLayer::new_for_http());
+    // Request lines at DEBUG (`RUST_LOG=tower_http=debug`); not its line per 5xx at ERROR: the
+    // router counts refusals and logs them about once a second.
+    let trace = tower_http::trace::TraceLayer::new_for_http().on_failure(());
+    let app = crate::router(buffered.clone() as SharedIngest).layer(trace);
     if !edge::server::serve_http(listener, app, shutdown, HTTP_DRAIN_SHARE).await? {
         tracing::warn!("flushing anyway");
     }
