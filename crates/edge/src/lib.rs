@@ -1,10 +1,12 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
-//! server kit ([`server`]: signals, drain with a deadline, the `listening on` line), and the
+//! server kit ([`server`]: signals, drain with a deadline, the `listening on` line; with
+//! [`connections`]: the timeouts and the cap every HTTP connection is held to), and the
 //! logs: Lambda's ([`logs`], with the X-Ray layer of [`xray`]) and the servers'
 //! ([`init_server_tracing`]).
 
 use lambda_http::RequestExt;
 
+pub mod connections;
 pub mod logs;
 pub mod server;
 pub mod xray;

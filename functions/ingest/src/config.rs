@@ -46,6 +46,9 @@ pub struct ServerArgs {
     /// terminationGracePeriodSeconds).
     #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", default_value = "25", value_parser = edge::server::seconds)]
     pub shutdown_timeout: Duration,
+    /// Connection limits (timeouts, cap): the same flags on every server.
+    #[command(flatten)]
+    pub http: edge::server::HttpLimits,
 }
 
 impl ServerArgs {
@@ -133,6 +136,7 @@ mod tests {
         assert_eq!(config.max_buffer_bytes, 64 * 1024 * 1024);
         assert_eq!(config.linger, Duration::from_millis(200));
         assert_eq!(config.spill_path, Some(PathBuf::from("ingest-spill.ndjson")));
+        assert_eq!(args.http, edge::server::HttpLimits::default());
     }
 
     #[test]
