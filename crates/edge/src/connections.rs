@@ -259,10 +259,14 @@ pub(crate) async fn first_byte(
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let deadline = limits.header_read().map(|h| accepted + h);
+    // A peek, not `readable()`: tokio takes an accepted socket for readable until a read says
+    // otherwise, so `readable()` would return at once. EOF (0 bytes) goes to hyper too, which
+    // ends the connection.
+    let mut byte = [0u8; 1];
     tokio::select! {
         biased;
         () = shutdown => false,
-        ready = stream.readable() => ready.is_ok(),
+        peeked = stream.peek(&mut byte) => peeked.is_ok(),
         () = until(deadline) => false,
     }
 }

@@ -236,11 +236,23 @@ where
     }
 }
 
+/// The accept queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 by default).
+/// `TcpListener::bind` asks for 128: a burst of new connections overflowed it on loopback, and
+/// each dropped SYN cost its client a second (the SYN retransmission), one client in ~130 in a
+/// sequential flood (`scripts/attack`, docs/results.md).
+const ACCEPT_BACKLOG: u32 = 1024;
+
 /// Binds `addr` and prints `listening on http://ADDR (WHAT)` on stderr (the address the system
 /// picked, for port 0).
 pub async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, Exit> {
-    let listener =
-        TcpListener::bind(addr).await.map_err(|e| Exit::start(format!("cannot listen on {addr}: {e}")))?;
+    let cannot = |e: std::io::Error| Exit::start(format!("cannot listen on {addr}: {e}"));
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .map_err(cannot)?;
+    // What `TcpListener::bind` does too: a restart may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(cannot)?;
+    socket.bind(addr).map_err(cannot)?;
+    let listener = socket.listen(ACCEPT_BACKLOG).map_err(cannot)?;
     let bound = listener.local_addr().map_err(Exit::start)?;
     eprintln!("listening on http://{bound} ({what})");
     Ok(listener)
