@@ -20,7 +20,8 @@ What is checked:
     multipart whose cloud-config runs the script on every boot, whose script passes `bash -n`
     and shellcheck, verifies the sha256 of its key, and signals the resource the CreationPolicy
     is on; the systemd unit it writes runs hits-server on AppPort as an unprivileged user with
-    the hardening options, a stop timeout above the drain, the store Store asks for, and passes
+    the hardening options, a stop timeout above the drain, a LimitNOFILE with room for
+    --max-connections, the store Store asks for, and passes
     `systemd-analyze verify` (when this machine has it);
   - deploy/fargate: default capacity provider strategy FARGATE_SPOT 1 + FARGATE OnDemandWeight,
     a service that uses it (no LaunchType, depends on the association); a 256/512 X86_64 task;
@@ -74,7 +75,9 @@ DOCKERFILE = ROOT / "deploy/hits-server/Dockerfile"
 SKIPPED: list[str] = []  # sub-checks this machine cannot run, said once at the end
 
 # hits-server (functions/hits/src/server.rs): its options and their defaults.
-HITS_SERVER_OPTIONS = {"--addr": "0.0.0.0:8000", "--shutdown-timeout": "25"}
+HITS_SERVER_OPTIONS = {"--addr": "0.0.0.0:8000", "--shutdown-timeout": "25", "--header-read-timeout": "10",
+                       "--idle-timeout": "75", "--max-connections": "4096"}
+RESERVED_DESCRIPTORS = 64  # what edge::connections keeps back from the cap
 HEALTH_PATH = "/healthz"
 NONROOT_UID = 65532  # distroless `nonroot`, the image's user
 FARGATE_MAX_STOP_TIMEOUT = 120
@@ -264,10 +267,13 @@ def hits_server_options(args: list[str]) -> tuple[dict[str, str], list[str]]:
         options[flag] = value
     if not re.fullmatch(r".+:\d{1,5}", options["--addr"]):
         problems.append(f"hits-server: --addr {options['--addr']!r} is not HOST:PORT")
-    try:
-        float(options["--shutdown-timeout"])
-    except ValueError:
-        problems.append(f"hits-server: --shutdown-timeout {options['--shutdown-timeout']!r} is not seconds")
+    for flag in ("--shutdown-timeout", "--header-read-timeout", "--idle-timeout"):
+        try:
+            float(options[flag])
+        except ValueError:
+            problems.append(f"hits-server: {flag} {options[flag]!r} is not seconds")
+    if not options["--max-connections"].isdigit() or int(options["--max-connections"]) < 1:
+        problems.append(f"hits-server: --max-connections {options['--max-connections']!r} is not a count >= 1")
     return options, problems
 
 
@@ -381,6 +387,15 @@ def check_unit(unit_text: str, script: str, ev: Evaluated, who: str) -> list[str
         if not stop > drain:
             found.append(f"{who}: TimeoutStopSec ({stop:g} s) must exceed --shutdown-timeout ({drain:g} s), or "
                          "systemd kills hits-server in the middle of its drain")
+        cap = int(options["--max-connections"])
+        nofile = unit_value(unit, service, "LimitNOFILE")
+        soft = (nofile or "").partition(":")[0]
+        if nofile is None:
+            found.append(f"{who}: no LimitNOFILE: systemd's soft limit of 1024 descriptors caps hits-server at "
+                         f"{1024 - RESERVED_DESCRIPTORS} connections, not --max-connections {cap}")
+        elif soft != "infinity" and (not soft.isdigit() or int(soft) < cap + RESERVED_DESCRIPTORS):
+            found.append(f"{who}: LimitNOFILE={nofile} leaves no room for --max-connections {cap} "
+                         f"(+{RESERVED_DESCRIPTORS} descriptors for the rest)")
     if unit_value(unit, service, "Restart") != "always":
         found.append(f"{who}: Restart={unit_value(unit, service, 'Restart')}, not always")
     if unit_value(unit, service, "RestartSec") is None:
@@ -1065,6 +1080,11 @@ class BrokenCopiesAreCaught(unittest.TestCase):
     def test_a_stop_timeout_within_the_drain(self) -> None:
         self.ec2_caught(lambda t: edit_script(t, "TimeoutStopSec=35", "TimeoutStopSec=20"),
                         "TimeoutStopSec (20 s) must exceed --shutdown-timeout (25 s)")
+
+    def test_a_unit_without_room_for_its_connections(self) -> None:
+        self.ec2_caught(lambda t: edit_script(t, "LimitNOFILE=65536\n", ""), "no LimitNOFILE")
+        self.ec2_caught(lambda t: edit_script(t, "LimitNOFILE=65536", "LimitNOFILE=1024"),
+                        "LimitNOFILE=1024 leaves no room for --max-connections 4096")
 
     def test_a_unit_on_another_port(self) -> None:
         self.ec2_caught(lambda t: edit_script(t, "--addr 0.0.0.0:${AppPort}", "--addr 0.0.0.0:8000"),

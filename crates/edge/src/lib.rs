@@ -1,5 +1,6 @@
 //! What every host here shares at the edge: API Gateway stage stripping for the Lambdas, the
-//! server kit ([`server`]: signals, drain with a deadline, the `listening on` line), and the
+//! server kit ([`server`]: signals, drain with a deadline, the `listening on` line; with
+//! [`connections`]: the timeouts and the cap every HTTP connection is held to), and the
 //! logs: Lambda's ([`logs`], with the X-Ray layer of [`xray`]) and the servers'
 //! ([`init_server_tracing`]), per-request failures counted rather than logged one by one
 //! ([`log_summary`]); and the AWS SDK's timeouts as every host takes them ([`aws`]).
@@ -8,6 +9,7 @@ use lambda_http::RequestExt;
 
 pub mod aws;
 pub mod log_summary;
+pub mod connections;
 pub mod logs;
 pub mod server;
 pub mod xray;

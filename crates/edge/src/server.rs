@@ -12,7 +12,8 @@
 //!   (stdout may be data: the ingest server's default sink), which scripts and tests read to
 //!   find a port picked with `--addr 127.0.0.1:0`.
 //! * [`serve_http`] serves an axum router until the signal, then lets in-flight requests finish
-//!   within their share of the deadline.
+//!   within their share of the deadline; every connection is held to [`HttpLimits`] (timeouts,
+//!   a cap), the flags each server binary flattens into its own.
 //! * [`seconds`] parses the `--shutdown-timeout`-style flags.
 //!
 //! Exit status: 0 after a clean stop (also when the signal came during the start), 1 when the
@@ -21,11 +22,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::connections;
+pub use crate::connections::HttpLimits;
 
 /// The shutdown signal of one process, and the deadline it starts. Cheap to clone; every clone
 /// sees the same signal.
@@ -230,20 +236,36 @@ where
     }
 }
 
+/// The accept queue asked for (the kernel caps it at `net.core.somaxconn`, 4096 by default).
+/// `TcpListener::bind` asks for 128: a burst of new connections overflowed it on loopback, and
+/// each dropped SYN cost its client a second (the SYN retransmission), one client in ~130 in a
+/// sequential flood (`scripts/attack`, docs/results.md).
+const ACCEPT_BACKLOG: u32 = 1024;
+
 /// Binds `addr` and prints `listening on http://ADDR (WHAT)` on stderr (the address the system
 /// picked, for port 0).
 pub async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, Exit> {
-    let listener =
-        TcpListener::bind(addr).await.map_err(|e| Exit::start(format!("cannot listen on {addr}: {e}")))?;
+    let cannot = |e: std::io::Error| Exit::start(format!("cannot listen on {addr}: {e}"));
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .map_err(cannot)?;
+    // What `TcpListener::bind` does too: a restart may bind while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(cannot)?;
+    socket.bind(addr).map_err(cannot)?;
+    let listener = socket.listen(ACCEPT_BACKLOG).map_err(cannot)?;
     let bound = listener.local_addr().map_err(Exit::start)?;
     eprintln!("listening on http://{bound} ({what})");
     Ok(listener)
 }
 
 /// Serves `app` over HTTP/1.1 until the shutdown is requested, then stops accepting and lets
-/// requests in flight finish (idle keep-alive connections are closed before another request, busy
-/// ones get `Connection: close`) within `share` of the timeout. `Ok(true)` when they all
-/// finished, `Ok(false)` when the deadline came first.
+/// requests in flight finish (idle keep-alive connections, and those that have not sent a whole
+/// request head, are closed at once; busy ones get `Connection: close`) within `share` of the
+/// timeout. `Ok(true)` when they all finished, `Ok(false)` when the deadline came first.
+///
+/// Each connection is held to `limits` ([`HttpLimits`]: header-read and idle timeouts, a cap on
+/// open connections past which a new one is answered 503 and closed; see
+/// [`crate::connections`]).
 ///
 /// hyper's connection directly rather than `axum::serve`: no protocol sniffing or upgrade
 /// machinery on a path that serves tiny answers, one flat write per response, and `TCP_NODELAY`
@@ -251,12 +273,23 @@ pub async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener, Exit> {
 pub async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
+    limits: &HttpLimits,
     shutdown: &Shutdown,
     share: f64,
 ) -> std::io::Result<bool> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.writev(false);
+    let limits = *limits;
+    let open = connections::Open::new(connections::effective_cap(&limits));
+    let mut refusals = connections::Refusals::new(open.cap());
+    let stopping = Arc::new(AtomicBool::new(false));
+    tracing::info!(
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        max_connections = open.cap(),
+        "serving HTTP/1.1"
+    );
     let requested = shutdown.requested();
     tokio::pin!(requested);
     loop {
@@ -273,17 +306,40 @@ pub async fn serve_http(
                     continue;
                 }
             },
+            () = connections::until(refusals.due()) => {
+                refusals.log(Instant::now());
+                continue;
+            }
+        };
+        let accepted = Instant::now();
+        let Some(slot) = open.take() else {
+            connections::refuse(stream);
+            refusals.count();
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        let (http, app, stopping) = (http.clone(), app.clone(), stopping.clone());
+        let (watcher, requested) = (graceful.watcher(), shutdown.requested());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _slot = slot;
+            // Until its first byte a connection is only its socket: no hyper buffers yet.
+            if !connections::first_byte(&stream, accepted, &limits, requested).await {
+                return;
+            }
+            let busy = Arc::new(connections::Busy::default());
+            let io = connections::Guarded::new(stream, accepted, limits, busy.clone(), stopping);
+            let service = connections::Tracked { app, busy };
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    refusals.log(Instant::now());
+    // Before the connections hear of the shutdown: those still reading a request head see it
+    // and close.
+    stopping.store(true, Ordering::Release);
     let timeout = shutdown.timeout();
     tracing::info!(?timeout, "shutdown requested: finishing in-flight requests");
     match shutdown.until_deadline(share, graceful.shutdown()).await {

@@ -119,6 +119,9 @@ pub struct ServerArgs {
     /// The AWS SDK's timeouts (the DynamoDB ledger, SQS; a long poll gets its wait on top).
     #[command(flatten)]
     pub aws: edge::aws::AwsArgs,
+    /// Connection limits of the health port (timeouts, cap): the same flags on every server.
+    #[command(flatten)]
+    pub http: edge::server::HttpLimits,
 }
 
 /// Where messages come from.
@@ -205,6 +208,20 @@ mod tests {
             Ok(Source::Sqs { .. })
         ));
         assert!(matches!(args("redis://x").source(), Err(ConfigError::Source(_))));
+    }
+
+    #[test]
+    fn the_health_port_takes_the_connection_limit_flags_of_every_server() {
+        let args = |extra: &[&str]| {
+            let argv = ["calc-worker-server", "--source", "amqp://localhost"].iter().chain(extra);
+            ServerArgs::try_parse_from(argv).unwrap()
+        };
+        assert_eq!(args(&[]).http, edge::server::HttpLimits::default());
+        let set =
+            args(&["--header-read-timeout", "2.5", "--idle-timeout", "0", "--max-connections", "64"]).http;
+        assert_eq!(set.header_read(), Some(Duration::from_millis(2500)));
+        assert_eq!(set.idle(), None, "0 turns it off");
+        assert_eq!(set.max_connections, 64);
     }
 
     #[test]

@@ -65,8 +65,12 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     )
     .await?;
     let app = health_router(health.clone());
+    let limits = args.http;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        // It answers "draining" through the drain too: its own shutdown never comes (the
+        // trigger is dropped), the process's exit ends it.
+        let (never, _) = Shutdown::manual(std::time::Duration::ZERO);
+        if let Err(e) = edge::server::serve_http(listener, app, &limits, &never, 1.0).await {
             tracing::error!(error = %e, "health endpoint stopped");
         }
     });

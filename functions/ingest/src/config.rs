@@ -49,6 +49,9 @@ pub struct ServerArgs {
     /// The AWS SDK's timeouts (Firehose and Kinesis sinks): a stalled sink fails a call within them.
     #[command(flatten)]
     pub aws: edge::aws::AwsArgs,
+    /// Connection limits (timeouts, cap): the same flags on every server.
+    #[command(flatten)]
+    pub http: edge::server::HttpLimits,
 }
 
 impl ServerArgs {
@@ -143,6 +146,7 @@ mod tests {
         assert_eq!(config.linger, Duration::from_millis(200));
         assert_eq!(config.spill_path, Some(PathBuf::from("ingest-spill.ndjson")));
         assert_eq!(args.aws.timeouts().unwrap(), aws_setup::Timeouts::DEFAULT);
+        assert_eq!(args.http, edge::server::HttpLimits::default());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let buffered = Buffered::start(sink, invalid_sink, config)
         .map_err(|e| Exit::start(format!("cannot replay the spill file {}: {e}", args.spill)))?;
     let listener = edge::server::listen(args.addr, &format!("sink: {describe}")).await?;
-    let report = serve(listener, Arc::new(buffered), &shutdown).await.map_err(Exit::failed)?;
+    let report = serve(listener, Arc::new(buffered), &args.http, &shutdown).await.map_err(Exit::failed)?;
     if report.dropped_records > 0 {
         return Err(Exit::failed(format!(
             "{} records could be neither delivered nor spilled",
@@ -64,13 +64,14 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
 pub async fn serve(
     listener: TcpListener,
     buffered: Arc<Buffered>,
+    limits: &edge::server::HttpLimits,
     shutdown: &Shutdown,
 ) -> std::io::Result<ShutdownReport> {
     // Request lines at DEBUG (`RUST_LOG=tower_http=debug`); not its line per 5xx at ERROR: the
     // router counts refusals and logs them about once a second.
     let trace = tower_http::trace::TraceLayer::new_for_http().on_failure(());
     let app = crate::router(buffered.clone() as SharedIngest).layer(trace);
-    if !edge::server::serve_http(listener, app, shutdown, HTTP_DRAIN_SHARE).await? {
+    if !edge::server::serve_http(listener, app, limits, shutdown, HTTP_DRAIN_SHARE).await? {
         tracing::warn!("flushing anyway");
     }
     let report = buffered.shutdown(shutdown.remaining()).await;

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use counter::{SharedCounter, StoreSpec};
-use edge::server::{Exit, Shutdown};
+use edge::server::{Exit, HttpLimits, Shutdown};
 use tokio::net::TcpListener;
 
 pub mod healthcheck;
@@ -90,6 +90,9 @@ pub struct Options {
     /// The AWS SDK's timeouts (DynamoDB and S3 stores): a stalled store answers 503 within them.
     #[command(flatten)]
     pub aws: edge::aws::AwsArgs,
+    /// Connection limits (timeouts, cap): the same flags on every server.
+    #[command(flatten)]
+    pub http: HttpLimits,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             shutdown_timeout: Duration::from_secs(25),
             store: StoreSpec::Memory,
             aws: edge::aws::AwsArgs::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -116,7 +120,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> Result<(), Exit> {
         tracing::info!(store = counter.kind(), timeouts = %timeouts.summary(), "AWS calls time out");
     }
     let listener = edge::server::listen(options.addr, &format!("store: {}", counter.kind())).await?;
-    serve(listener, counter, &shutdown).await.map_err(Exit::failed)
+    serve(listener, counter, &options.http, &shutdown).await.map_err(Exit::failed)
 }
 
 /// Serves until the shutdown is requested, then shuts down as the module doc says: in-flight
@@ -125,10 +129,11 @@ pub async fn run(options: Options, shutdown: Shutdown) -> Result<(), Exit> {
 pub async fn serve(
     listener: TcpListener,
     counter: SharedCounter,
+    limits: &HttpLimits,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     let app = crate::router(counter.clone(), crate::StoreCalls::Skip);
-    let drained = edge::server::serve_http(listener, app, shutdown, 1.0).await?;
+    let drained = edge::server::serve_http(listener, app, limits, shutdown, 1.0).await?;
     // Polled once even when the deadline has passed: the store stops taking increments either way.
     let closed = shutdown.until_deadline(1.0, counter.close()).await;
     let timeout = shutdown.timeout();
@@ -174,6 +179,17 @@ mod tests {
         assert_eq!(o.addr.to_string(), "[::1]:9000");
         assert_eq!(o.shutdown_timeout, Duration::from_millis(2500));
         assert_eq!(o.store, StoreSpec::File("/tmp/c".into()));
+    }
+
+    #[test]
+    fn the_connection_limits_are_flags_with_environment_fallbacks() {
+        let o =
+            parse(&["--header-read-timeout", "5", "--idle-timeout=90", "--max-connections", "100"]).unwrap();
+        assert_eq!(o.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(o.http.idle_timeout, Duration::from_secs(90));
+        assert_eq!(o.http.max_connections, 100);
+        assert!(parse(&["--max-connections", "0"]).unwrap_err().contains("--max-connections"));
+        assert!(parse(&["--idle-timeout", "soon"]).unwrap_err().contains("seconds"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Test support: the real `hits-server` binary as a child process, and real Lambda events.
+//! Test support: the real `hits-server` binary as a child process, HTTP/1.1 spoken by hand
+//! ([`raw`]), the file store's lock held from outside, and real Lambda events.
 
 #![allow(dead_code)]
 
@@ -6,6 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use testkit::process::Process;
+
+pub mod raw;
 
 /// The real `hits-server` binary, started with `HITS_STORE` cleared and then `env`.
 pub struct Server;
@@ -25,6 +28,31 @@ impl Server {
                 .envs(env.iter().copied()),
         )
     }
+}
+
+/// `http://127.0.0.1:PORT` → the socket address.
+pub fn socket_addr(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Holds the file store's lock (`<path>.lock`, `flock(2)`) as a second task on the same EFS
+/// volume would mid-commit: the server's next commit waits for it, so every `GET /hits` sent
+/// meanwhile stays in flight, for as long as the test likes.
+pub fn hold_store_lock(path: &std::path::Path) -> std::fs::File {
+    let lock = std::fs::File::options().read(true).write(true).open(path.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
+/// Whether process `pid` is waiting for a file lock (a blocked `flock(2)` shows in /proc/locks
+/// as `->` with its pid): with [`hold_store_lock`], that a request has reached the store and
+/// waits there.
+pub fn waiting_for_a_lock(pid: u32) -> bool {
+    let pid = pid.to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid))
 }
 
 pub fn client() -> reqwest::Client {
