@@ -8,12 +8,6 @@ use plotters::prelude::*;
 
 use crate::error::Error;
 
-/// One line on the chart: a label and its successful samples in milliseconds.
-pub struct Series<'a> {
-    pub label: &'a str,
-    pub samples_ms: &'a [f64],
-}
-
 /// At most this many points per line: a 100 000-sample CDF looks the same with 400 and the SVG
 /// stays small.
 const MAX_POINTS: usize = 400;
@@ -36,12 +30,32 @@ pub fn cdf_points(samples_ms: &[f64]) -> Vec<(f64, f64)> {
     points
 }
 
-/// Renders the CDF chart of `series` as an SVG document.
-pub fn cdf_svg(title: &str, series: &[Series<'_>]) -> Result<String, Error> {
-    let lines: Vec<(&str, Vec<(f64, f64)>)> =
-        series.iter().map(|s| (s.label, cdf_points(s.samples_ms))).filter(|(_, p)| !p.is_empty()).collect();
+/// The CDF of a load run's histogram through its percentiles — (min, 0), (p50, 0.5), (p90,
+/// 0.9), (p95, 0.95), (p99, 0.99), (p99.9, 0.999), (max, 1) — for a line joining them: exact
+/// at those points (to the histogram's three significant figures), straight in between.
+pub fn percentile_points(trend: &probe::load::Trend) -> Vec<(f64, f64)> {
+    let t = trend;
+    let known = [(t.min, 0.0), (t.med, 0.5), (t.p90, 0.9), (t.p95, 0.95), (t.p99, 0.99), (t.p999, 0.999)];
+    let mut points: Vec<(f64, f64)> = known.into_iter().filter(|(v, _)| v.is_finite() && *v > 0.0).collect();
+    if t.max.is_finite() && t.max > 0.0 {
+        points.push((t.max, 1.0));
+    }
+    // Percentiles never fall as the fraction rises; guard the line against rounding anyway.
+    let mut highest = 0.0_f64;
+    for point in &mut points {
+        highest = highest.max(point.0);
+        point.0 = highest;
+    }
+    points
+}
+
+/// Renders the CDF chart as an SVG document: one line per `(label, points)`, the points
+/// `(latency, fraction ≤ latency)` with rising latencies ([`cdf_points`] of samples, or
+/// [`percentile_points`] of a histogram); lines without points are left out.
+pub fn cdf_svg(title: &str, lines: Vec<(&str, Vec<(f64, f64)>)>) -> Result<String, Error> {
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = lines.into_iter().filter(|(_, p)| !p.is_empty()).collect();
     if lines.is_empty() {
-        return Err(Error::Invalid("no successful samples to chart".into()));
+        return Err(Error::Invalid("no successful requests to chart".into()));
     }
     let (lo, hi) = lines
         .iter()
@@ -268,15 +282,34 @@ mod tests {
     }
 
     #[test]
+    fn a_load_runs_percentiles_make_a_rising_cdf_that_ends_at_its_maximum() {
+        let trend = probe::load::Trend {
+            count: 1000,
+            min: 0.2,
+            avg: 1.1,
+            med: 1.0,
+            p90: 2.0,
+            p95: 3.0,
+            p99: 8.0,
+            p999: 8.0,
+            max: 40.0,
+        };
+        assert_eq!(
+            percentile_points(&trend),
+            vec![(0.2, 0.0), (1.0, 0.5), (2.0, 0.9), (3.0, 0.95), (8.0, 0.99), (8.0, 0.999), (40.0, 1.0)]
+        );
+        let svg = cdf_svg("t", vec![("load run", percentile_points(&trend)), ("empty", Vec::new())])
+            .expect("renders");
+        assert!(svg.contains("load run") && !svg.contains("empty"));
+    }
+
+    #[test]
     fn the_chart_is_an_svg_with_one_labelled_line_per_series() {
         let fast: Vec<f64> = (1..=500).map(|i| 0.1 + f64::from(i) / 1000.0).collect();
         let slow: Vec<f64> = (1..=500).map(|i| 20.0 + f64::from(i) / 10.0).collect();
         let svg = cdf_svg(
             "hits latency",
-            &[
-                Series { label: "hits-server memory", samples_ms: &fast },
-                Series { label: "lambda", samples_ms: &slow },
-            ],
+            vec![("hits-server memory", cdf_points(&fast)), ("lambda", cdf_points(&slow))],
         )
         .expect("renders");
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
@@ -330,6 +363,6 @@ mod tests {
 
     #[test]
     fn a_chart_without_samples_is_an_error_not_an_empty_picture() {
-        assert!(cdf_svg("empty", &[Series { label: "none", samples_ms: &[] }]).is_err());
+        assert!(cdf_svg("empty", vec![("none", cdf_points(&[]))]).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! - `latency probe URL` — latency stats from this machine (or `--via-lambda FUNCTION` from the region)
 //! - `latency load URL` — load it as k6 and wrk2 do: virtual users, or an arrival rate
 //! - `latency cost` — itemised cost per million calls and per month, per architecture
-//! - `latency report` — probe named targets, write `report.md` and an SVG chart
+//! - `latency report` — probe (or load) named targets, write `report.md` and SVG charts
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
 //! - `latency queue` — post N calc(x) jobs with x ~ U(0, max) and time them until all are done
 //! - `latency sweep` — one function at several memory sizes: duration and cost at each
@@ -39,7 +39,8 @@ enum Command {
     /// Load a URL: virtual users for a duration (closed loop) or a fixed arrival rate (open
     /// loop, latency from the scheduled start); k6's summary, a per-second timeline.
     Load(load_cmd::Args),
-    /// Probe named targets (a TOML file, or --local), price them, write report.md + latency.svg.
+    /// Probe named targets (a TOML file, or --local) — or load those with a load profile — price
+    /// them, write report.md + latency.svg.
     Report(report::Args),
     /// Itemised cost per million calls and per month, per architecture, from dated price files.
     Cost(cost_cmd::Args),

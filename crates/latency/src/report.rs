@@ -1,25 +1,29 @@
-//! `latency report`: probe named targets, price them, and write `report.md`, `latency.svg` and
-//! `report.json` — the original's results table, regenerated with commands.
+//! `latency report`: probe named targets (or load them, for targets with a load profile), price
+//! them, and write `report.md`, `latency.svg` and `report.json` — the original's results table,
+//! regenerated with commands.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cost::{Estimate, PriceBook};
+use probe::load::{Ending, LoadReport};
 use probe::{Prober, Report};
 use serde::Serialize;
 
 use crate::chart;
 use crate::cost_cmd::PriceArgs;
 use crate::error::Error;
-use crate::local_state;
 use crate::probe_cmd::{self, RunArgs};
-use crate::sweep;
 use crate::targets::{self, Target};
+use crate::{load_cmd, local_state, sweep};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Targets file (TOML: [[target]] name, url, architecture; see crates/latency/targets.example.toml).
+    /// Targets file (TOML: [[target]] name, url, architecture, optionally a `load` profile; see
+    /// crates/latency/targets.example.toml).
     #[arg(
         long,
         short = 't',
@@ -39,7 +43,7 @@ pub struct Args {
     /// Directory for report.md, latency.svg and report.json.
     #[arg(long, short = 'o', default_value = "report")]
     out: PathBuf,
-    /// Overrides every target's settings.
+    /// Overrides every probed target's settings (a target with a load profile keeps its own).
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -71,10 +75,95 @@ struct Row<'a> {
     url: &'a str,
     architecture: &'a str,
     probed_from: String,
-    report: Report,
+    #[serde(flatten)]
+    measured: Measured,
     per_million_calls: Option<f64>,
     per_month: f64,
     cost_note: String,
+}
+
+/// What measuring a target gave; in report.json `"report": {…}` (the sequential probe's) or
+/// `"load": {…}` (a load run's).
+#[derive(Serialize)]
+enum Measured {
+    #[serde(rename = "report")]
+    Probe(Box<Report>),
+    #[serde(rename = "load")]
+    Load(Box<LoadReport>),
+}
+
+/// A row's figures for the results table.
+struct Figures {
+    run: String,
+    requests: u64,
+    per_s: f64,
+    /// mean, p50, p90, p99 in ms.
+    latency: Option<[f64; 4]>,
+    failed: u64,
+    failed_pct: f64,
+}
+
+impl Measured {
+    fn figures(&self) -> Figures {
+        match self {
+            Measured::Probe(r) => Figures {
+                run: match r.concurrency {
+                    1 => "probe".to_owned(),
+                    n => format!("probe, {n} at a time"),
+                },
+                requests: r.count,
+                per_s: r.requests_per_s,
+                latency: r.stats.map(|s| [s.mean, s.p50, s.p90, s.p99]),
+                failed: r.error_count(),
+                failed_pct: 100.0 * r.error_count() as f64 / r.completed.max(1) as f64,
+            },
+            Measured::Load(r) => Figures {
+                run: format!("load: {}", r.scenario),
+                requests: r.requests,
+                per_s: r.rate_per_s,
+                latency: r.headline().map(|t| [t.avg, t.med, t.p90, t.p99]),
+                failed: r.failed,
+                failed_pct: r.failed_pct,
+            },
+        }
+    }
+
+    fn errors(&self) -> &BTreeMap<String, u64> {
+        match self {
+            Measured::Probe(r) => &r.errors,
+            Measured::Load(r) => &r.errors,
+        }
+    }
+
+    /// The measured median a Lambda is billed at, unless the target says, and what it is.
+    fn median(&self) -> Option<(f64, &'static str)> {
+        match self {
+            Measured::Probe(r) => r.stats.map(|s| (s.p50, "measured p50")),
+            Measured::Load(r) => r.headline().map(|t| {
+                let what = if r.latency_ms.is_some() {
+                    "the load run's median latency from the scheduled start"
+                } else {
+                    "the load run's median"
+                };
+                (t.med, what)
+            }),
+        }
+    }
+
+    fn load(&self) -> Option<&LoadReport> {
+        match self {
+            Measured::Probe(_) => None,
+            Measured::Load(r) => Some(r),
+        }
+    }
+}
+
+/// `work`, or `None` when Ctrl-C comes first.
+async fn unless_interrupted<T>(work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        Ok(()) = tokio::signal::ctrl_c() => None,
+    }
 }
 
 pub async fn run(args: Args) -> Result<(), Error> {
@@ -107,65 +196,127 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
     let prober = Prober::new()?;
     let mut lambda = None;
     let mut rows = Vec::with_capacity(targets.len());
+    // Targets left unmeasured, and why: a load run that could not start, or Ctrl-C.
+    let mut unmeasured: Vec<(&str, String)> = Vec::new();
+    let mut interrupted = false;
     for target in targets {
+        if interrupted {
+            unmeasured.push((&target.name, "not reached: interrupted (Ctrl-C)".to_owned()));
+            continue;
+        }
         let settings = &target.settings;
-        let run = RunArgs {
-            count: args.run.count.or(settings.count.map(i64::from)),
-            concurrency: args.run.concurrency.or(settings.concurrency.map(i64::from)),
-            warmup: args.run.warmup.or(settings.warmup.map(i64::from)),
-            method: args.run.method.clone(),
-            timeout_ms: args.run.timeout_ms.or(settings.timeout_ms.and_then(|t| i64::try_from(t).ok())),
+        let function = settings.via_lambda.as_deref();
+        if function.is_some() && lambda.is_none() {
+            lambda = Some(crate::invoke::client().await);
+        }
+        let client = || lambda.as_ref().ok_or_else(|| Error::Aws("no Lambda client".into()));
+        let probed_from = match function {
+            Some(function) => format!("Lambda `{function}`"),
+            None => "this machine".to_owned(),
         };
-        let input = run.input(&target.url, true);
-        eprintln!("latency: probing {} ({})", target.name, target.url);
-        let (report, probed_from) = match &settings.via_lambda {
-            Some(function) => {
-                if lambda.is_none() {
-                    lambda = Some(crate::invoke::client().await);
+        let measured = match &target.load {
+            None => {
+                let run = RunArgs {
+                    count: args.run.count.or(settings.count.map(i64::from)),
+                    concurrency: args.run.concurrency.or(settings.concurrency.map(i64::from)),
+                    warmup: args.run.warmup.or(settings.warmup.map(i64::from)),
+                    method: args.run.method.clone(),
+                    timeout_ms: args
+                        .run
+                        .timeout_ms
+                        .or(settings.timeout_ms.and_then(|t| i64::try_from(t).ok())),
+                };
+                let input = run.input(&target.url, true);
+                eprintln!("latency: probing {} ({})", target.name, target.url);
+                let report = match function {
+                    Some(function) => {
+                        unless_interrupted(probe_cmd::via_lambda(client()?, function, input)).await
+                    }
+                    None => unless_interrupted(probe_cmd::from_here(&prober, input)).await,
+                };
+                match report {
+                    Some(report) => Some(Measured::Probe(Box::new(report?))),
+                    None => None,
                 }
-                let client = lambda.as_ref().ok_or_else(|| Error::Aws("no Lambda client".into()))?;
-                (probe_cmd::via_lambda(client, function, input).await?, format!("Lambda `{function}`"))
             }
-            None => (probe_cmd::from_here(&prober, input).await?, "this machine".to_owned()),
+            Some(load) => {
+                eprintln!(
+                    "latency: loading {} ({}): {}",
+                    target.name,
+                    target.url,
+                    probe::load::scenario(&load.spec)
+                );
+                // From here, Ctrl-C ends the run and its report is the run so far.
+                let report = match function {
+                    Some(function) => {
+                        unless_interrupted(load_cmd::via_lambda(client()?, function, &load.input)).await
+                    }
+                    None => Some(load_cmd::from_here(&load.spec, false).await),
+                };
+                match report {
+                    Some(Ok(report)) => {
+                        interrupted = report.ending == Ending::Interrupted;
+                        Some(Measured::Load(Box::new(report)))
+                    }
+                    Some(Err(err)) => {
+                        eprintln!("latency: {}: {err}", target.name);
+                        unmeasured.push((&target.name, err.to_string()));
+                        continue;
+                    }
+                    None => None,
+                }
+            }
         };
-        let (estimate, cost_note) = price(target, &report, book, &args.prices)?;
+        let Some(measured) = measured else {
+            interrupted = true;
+            unmeasured.push((&target.name, "interrupted (Ctrl-C)".to_owned()));
+            continue;
+        };
+        let (estimate, cost_note) = price(target, measured.median(), book, &args.prices)?;
         rows.push(Row {
             name: &target.name,
             url: &target.url,
             architecture: &target.architecture,
             probed_from,
+            measured,
             per_million_calls: (estimate.per_million_calls > 0.0).then_some(estimate.per_million_calls),
             per_month: estimate.per_month,
             cost_note,
-            report,
         });
     }
     let swept = match &args.memory_sweep {
-        Some(function) => Some(memory_sweep(args, book, function).await),
-        None => None,
+        Some(function) if !interrupted => Some(memory_sweep(args, book, function).await),
+        _ => None,
     };
     let written = write_outputs(
         &args.out,
         book,
         args.prices.calls_per_month,
         &rows,
+        &unmeasured,
         args.memory_sweep.as_deref().zip(swept.as_ref().and_then(|s| s.as_ref().ok())),
     );
+    written?;
     match swept {
-        Some(Err(err)) => {
-            written?;
-            Err(err)
-        }
-        Some(Ok(sweep)) => {
-            written?;
-            match (sweep.failures(), &sweep.restored) {
-                (Some(failures), _) => Err(Error::Unfinished(failures)),
-                (None, Some(r)) if !r.ok => Err(Error::Unfinished(r.note.clone())),
-                _ => Ok(()),
-            }
-        }
-        None => written,
+        Some(Err(err)) => return Err(err),
+        Some(Ok(sweep)) => match (sweep.failures(), &sweep.restored) {
+            (Some(failures), _) => return Err(Error::Unfinished(failures)),
+            (None, Some(r)) if !r.ok => return Err(Error::Unfinished(r.note.clone())),
+            _ => {}
+        },
+        None => {}
     }
+    if unmeasured.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = unmeasured.iter().map(|(name, _)| *name).collect();
+    Err(Error::Unfinished(format!(
+        "{} of {} targets not measured ({}); the report covers the rest{}",
+        unmeasured.len(),
+        targets.len(),
+        names.join(", "),
+        if interrupted && args.memory_sweep.is_some() { ", without the memory sweep" } else { "" }
+    )))
 }
 
 /// `--memory-sweep FUNCTION`: the sweep of `latency sweep --function`, priced with this report's
@@ -191,24 +342,22 @@ async fn memory_sweep(args: &Args, book: &PriceBook, function: &str) -> Result<s
 }
 
 /// The estimate for a target. A Lambda's billed duration is the target's `duration_ms` if given,
-/// else the measured p50 — an upper bound, since it includes the network and the gateway.
+/// else the measured median (`median`: the value and what it is) — an upper bound, since it
+/// includes the network and the gateway.
 fn price(
     target: &Target,
-    report: &Report,
+    median: Option<(f64, &str)>,
     book: &PriceBook,
     prices: &PriceArgs,
 ) -> Result<(Estimate, String), Error> {
     let profile = cost::profile(&target.architecture)?;
     let settings = &target.settings;
-    let (duration_ms, note) = match (profile.lambda.is_some(), settings.duration_ms, report.stats) {
+    let (duration_ms, note) = match (profile.lambda.is_some(), settings.duration_ms, median) {
         (false, _, _) => (None, "fixed monthly cost; no per-call charge".to_owned()),
         (true, Some(ms), _) => (Some(ms), format!("billed duration {ms} ms (from the targets file)")),
-        (true, None, Some(stats)) => (
-            Some(stats.p50),
-            format!(
-                "billed duration = measured p50 {:.2} ms (an upper bound: includes network and gateway)",
-                stats.p50
-            ),
+        (true, None, Some((ms, what))) => (
+            Some(ms),
+            format!("billed duration = {what} {ms:.2} ms (an upper bound: includes network and gateway)"),
         ),
         (true, None, None) => (None, "no successful request: the profile's placeholder duration".to_owned()),
     };
@@ -220,34 +369,98 @@ fn price(
     Ok((cost::estimate(profile, book, &params)?, note))
 }
 
+/// `load-<slug>.svg` names for the load rows (`None` for the others): the name in lower case,
+/// runs of anything but letters and digits as one `-`, numbered when two names meet.
+fn timeline_files<'a>(load_rows: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<String>> {
+    let mut taken = std::collections::BTreeSet::new();
+    load_rows
+        .into_iter()
+        .map(|name| {
+            let slug = slug(name?);
+            let mut file = format!("load-{slug}.svg");
+            let mut n = 2;
+            while !taken.insert(file.clone()) {
+                file = format!("load-{slug}-{n}.svg");
+                n += 1;
+            }
+            Some(file)
+        })
+        .collect()
+}
+
+fn slug(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() { "target".to_owned() } else { slug.to_owned() }
+}
+
 fn write_outputs(
     out: &Path,
     book: &PriceBook,
     calls_per_month: u64,
     rows: &[Row<'_>],
+    unmeasured: &[(&str, String)],
     swept: Option<(&str, &sweep::Sweep)>,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(out).map_err(Error::io(format!("creating {}", out.display())))?;
-    let series: Vec<chart::Series<'_>> = rows
+    let write = |name: &str, text: &str| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))
+    };
+    // Probe rows from every measured request; load rows from their histogram's percentiles.
+    let labels: Vec<String> = rows
         .iter()
-        .map(|row| chart::Series {
-            label: row.name,
-            samples_ms: row.report.samples_ms.as_deref().unwrap_or(&[]),
+        .map(|row| match row.measured {
+            Measured::Probe(_) => row.name.to_owned(),
+            Measured::Load(_) => format!("{} (load)", row.name),
         })
         .collect();
-    let chart_written =
-        match chart::cdf_svg("GET /hits latency: share of requests at or under a latency", &series) {
-            Ok(svg) => {
-                let path = out.join("latency.svg");
-                std::fs::write(&path, svg).map_err(Error::io(format!("writing {}", path.display())))?;
-                true
-            }
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = rows
+        .iter()
+        .zip(&labels)
+        .map(|(row, label)| {
+            let points = match &row.measured {
+                Measured::Probe(r) => chart::cdf_points(r.samples_ms.as_deref().unwrap_or(&[])),
+                Measured::Load(r) => r.headline().map(chart::percentile_points).unwrap_or_default(),
+            };
+            (label.as_str(), points)
+        })
+        .collect();
+    let title = if rows.iter().all(|row| row.measured.load().is_none()) {
+        "GET /hits latency: share of requests at or under a latency"
+    } else {
+        "Latency: share of requests at or under a latency"
+    };
+    let chart_written = match chart::cdf_svg(title, lines) {
+        Ok(svg) => {
+            write("latency.svg", &svg)?;
+            true
+        }
+        Err(err) => {
+            eprintln!("latency: no chart: {err}");
+            false
+        }
+    };
+    let mut timelines = timeline_files(rows.iter().map(|row| row.measured.load().map(|_| row.name)));
+    for (row, file) in rows.iter().zip(&mut timelines) {
+        let (Some(report), Some(name)) = (row.measured.load(), file.as_ref()) else { continue };
+        let title = format!("{}: {}", row.name, report.scenario);
+        match chart::timeline_svg(&title, &report.timeline) {
+            Ok(svg) => write(name, &svg)?,
             Err(err) => {
-                eprintln!("latency: no chart: {err}");
-                false
+                eprintln!("latency: no timeline chart for {}: {err}", row.name);
+                *file = None;
             }
-        };
-    let mut markdown = markdown(book, calls_per_month, rows, chart_written)?;
+        }
+    }
+    let mut markdown = markdown(book, calls_per_month, rows, &timelines, unmeasured, chart_written)?;
     let memory_chart = match swept {
         Some((function, sweep)) => {
             let chart = sweep::write_chart_and_json(out, sweep)?;
@@ -257,28 +470,33 @@ fn write_outputs(
         }
         None => false,
     };
-    let path = out.join("report.md");
-    std::fs::write(&path, markdown).map_err(Error::io(format!("writing {}", path.display())))?;
+    write("report.md", &markdown)?;
     // Machine-readable, without the raw samples (the chart has them).
     let slim: Vec<serde_json::Value> = rows
         .iter()
-        .map(|row| {
+        .zip(&timelines)
+        .map(|(row, timeline)| {
             let mut value = serde_json::to_value(row).unwrap_or_default();
             if let Some(report) = value.get_mut("report").and_then(|r| r.as_object_mut()) {
                 report.remove("samples_ms");
+            }
+            if let (Some(object), Some(file)) = (value.as_object_mut(), timeline) {
+                object.insert("timeline_chart".into(), file.as_str().into());
             }
             value
         })
         .collect();
     let json =
         serde_json::to_string_pretty(&slim).map_err(|e| Error::Invalid(format!("report.json: {e}")))?;
-    let path = out.join("report.json");
-    std::fs::write(&path, json + "\n").map_err(Error::io(format!("writing {}", path.display())))?;
+    write("report.json", &(json + "\n"))?;
     println!("{}", out.join("report.md").display());
     if chart_written {
         println!("{}", out.join("latency.svg").display());
     }
-    println!("{}", path.display());
+    for file in timelines.iter().flatten() {
+        println!("{}", out.join(file).display());
+    }
+    println!("{}", out.join("report.json").display());
     if swept.is_some() {
         if memory_chart {
             println!("{}", out.join("memory.svg").display());
@@ -292,9 +510,17 @@ fn ms(value: f64) -> String {
     format!("{value:.2}")
 }
 
-fn markdown(book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>], chart: bool) -> Result<String, Error> {
+fn markdown(
+    book: &PriceBook,
+    calls_per_month: u64,
+    rows: &[Row<'_>],
+    timelines: &[Option<String>],
+    unmeasured: &[(&str, String)],
+    chart: bool,
+) -> Result<String, Error> {
     let mut md = String::new();
     let volume = cost::thousands(calls_per_month);
+    let loads = rows.iter().any(|row| row.measured.load().is_some());
     let _ = writeln!(md, "# hits: latency and cost per architecture\n");
     let _ = writeln!(
         md,
@@ -305,65 +531,125 @@ fn markdown(book: &PriceBook, calls_per_month: u64, rows: &[Row<'_>], chart: boo
         book.region(),
         book.as_of(),
     );
-    let _ = writeln!(
-        md,
-        "| Architecture | probed from | requests | mean (ms) | p50 | p90 | p99 | errors | $/1M calls | $/month |"
-    );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        let r = &row.report;
-        let stat = |f: fn(&probe::Stats) -> f64| r.stats.as_ref().map_or_else(|| "-".into(), |s| ms(f(s)));
+    if loads {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "Rows whose run says *load* are load runs, as `latency load` makes them (each under [Load \
+             runs](#load-runs) below, with its request and its timeline). Their figures come from the \
+             run's HDR histogram: in a closed loop the request duration (send → last byte); in an open \
+             loop the latency from each request's scheduled start, so a stall counts against every \
+             request due during it. Requests/s is the rate the run achieved.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| Architecture | probed from | run | requests | requests/s | mean (ms) | p50 | p90 | p99 | failed | \
+         $/1M calls | $/month |"
+    );
+    let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let f = row.measured.figures();
+        let stat = |i: usize| f.latency.map_or_else(|| "-".into(), |l| ms(l[i]));
+        let failed = match f.failed {
+            0 => "0".to_owned(),
+            n => format!("{n} ({:.2}%)", f.failed_pct),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {failed} | {} | {} |",
             row.name,
             row.probed_from,
-            r.count,
-            stat(|s| s.mean),
-            stat(|s| s.p50),
-            stat(|s| s.p90),
-            stat(|s| s.p99),
-            r.error_count(),
+            f.run,
+            f.requests,
+            f.per_s,
+            stat(0),
+            stat(1),
+            stat(2),
+            stat(3),
             row.per_million_calls.map_or_else(|| "N/A".into(), cost::money),
             cost::money(row.per_month),
         );
     }
-    if chart {
-        let _ = writeln!(md, "\n![latency distribution per architecture](latency.svg)\n");
+    if !unmeasured.is_empty() {
+        let _ = writeln!(md, "\n**Not measured:**\n");
+        for (name, why) in unmeasured {
+            let _ = writeln!(md, "- {name}: {why}");
+        }
     }
-    let _ = writeln!(md, "## Cold path: connection setup and the first request\n");
-    let _ = writeln!(
-        md,
-        "| Architecture | DNS (ms) | TCP connect (ms) | first request (ms) | connection | requests/s |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|---|---:|");
-    for row in rows {
-        let r = &row.report;
-        let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), ms);
+    md.push('\n');
+    if chart {
+        let _ = writeln!(md, "![latency distribution per architecture](latency.svg)\n");
+        if loads {
+            let _ = writeln!(
+                md,
+                "Probe rows are drawn from every measured request; load rows (\"(load)\" in the legend) \
+                 from their histogram's percentiles (min, p50, p90, p95, p99, p99.9, max) joined by \
+                 straight lines.\n"
+            );
+        }
+    }
+    let probed: Vec<(&Row<'_>, &Report)> = rows
+        .iter()
+        .filter_map(|row| match &row.measured {
+            Measured::Probe(r) => Some((row, r.as_ref())),
+            Measured::Load(_) => None,
+        })
+        .collect();
+    if !probed.is_empty() {
+        let _ = writeln!(md, "## Cold path: connection setup and the first request\n");
+        if loads {
+            let _ = writeln!(md, "Probed targets only: a load run opens a connection per virtual user.\n");
+        }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.0} |",
-            row.name,
-            opt(r.setup.dns_ms),
-            opt(r.setup.connect_ms),
-            ms(r.first.ms),
-            match r.first.connection {
-                probe::Connection::New => "new",
-                probe::Connection::Reused => "reused",
-            },
-            r.requests_per_s
+            "| Architecture | DNS (ms) | TCP connect (ms) | first request (ms) | connection | requests/s |"
         );
+        let _ = writeln!(md, "|---|---:|---:|---:|---|---:|");
+        for (row, r) in probed {
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), ms);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.0} |",
+                row.name,
+                opt(r.setup.dns_ms),
+                opt(r.setup.connect_ms),
+                ms(r.first.ms),
+                match r.first.connection {
+                    probe::Connection::New => "new",
+                    probe::Connection::Reused => "reused",
+                },
+                r.requests_per_s
+            );
+        }
     }
     let errors: Vec<String> = rows
         .iter()
-        .filter(|row| row.report.error_count() > 0)
+        .filter(|row| !row.measured.errors().is_empty())
         .map(|row| {
-            let kinds: Vec<String> = row.report.errors.iter().map(|(k, n)| format!("{k} × {n}")).collect();
+            let kinds: Vec<String> =
+                row.measured.errors().iter().map(|(k, n)| format!("{k} × {n}")).collect();
             format!("- {}: {}", row.name, kinds.join(", "))
         })
         .collect();
     if !errors.is_empty() {
         let _ = writeln!(md, "\n### Errors\n\n{}", errors.join("\n"));
+    }
+    if loads {
+        let _ = writeln!(md, "\n## Load runs");
+        for (row, timeline) in rows.iter().zip(timelines) {
+            let Some(report) = row.measured.load() else { continue };
+            let _ = writeln!(md, "\n### {}\n", row.name);
+            let _ = writeln!(md, "From {}: {}.\n", row.probed_from, report.scenario);
+            if let Some(file) = timeline {
+                let _ = writeln!(
+                    md,
+                    "![{}: latency and requests per second]({file})\n\n[timeline chart]({file}) \
+                     (p50 and p99 per second, requests and failures per second)\n",
+                    row.name
+                );
+            }
+            let _ = writeln!(md, "```text\n{report}\n```");
+        }
     }
     let _ = writeln!(md, "\n## How each is priced\n");
     for row in rows {
@@ -476,4 +762,26 @@ fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Erro
     }
     let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
     Ok((targets::parse(&text, &path.display().to_string())?, started))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_charts_are_named_after_their_target_and_never_share_a_file() {
+        assert_eq!(slug("Lambda + DynamoDB (HTTP API)"), "lambda-dynamodb-http-api");
+        assert_eq!(slug("  seed 003 — k6  "), "seed-003-k6");
+        assert_eq!(slug("ééé"), "target");
+        assert_eq!(
+            timeline_files([Some("A + B"), None, Some("a b"), Some("a-b 2"), Some("ééé")]),
+            [
+                Some("load-a-b.svg".to_owned()),
+                None,
+                Some("load-a-b-2.svg".to_owned()),
+                Some("load-a-b-2-2.svg".to_owned()),
+                Some("load-target.svg".to_owned()),
+            ]
+        );
+    }
 }

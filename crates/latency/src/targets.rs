@@ -1,4 +1,4 @@
-//! The targets file of `latency report`: named URLs, how to probe them, what they cost.
+//! The targets file of `latency report`: named URLs, how to measure them, what they cost.
 //!
 //! ```toml
 //! [defaults]                 # optional; every key can be set per target too
@@ -13,9 +13,27 @@
 //! memory_mb = 128                    # optional; Lambda cost parameters
 //! arch = "arm64"
 //! duration_ms = 8                    # optional billed duration; default: the measured p50
+//!
+//! [[target]]                         # a load run instead of the sequential probe
+//! name = "pipeline, seed 003's k6 run"
+//! url = "https://abc.execute-api.eu-west-2.amazonaws.com/items"
+//! architecture = "lambda-dynamodb"
+//! load = "seed-003"                  # a `latency load` preset, or a table:
+//! # [target.load]
+//! # preset = "items"
+//! # rate = 200                       # vus, rate, max_vus, duration, iterations, stages,
+//! # duration = "30s"                 # method, headers, body, bodies, expect, timeout
 //! ```
+//!
+//! A target with a load profile is measured as `latency load` measures (its `count`,
+//! `concurrency`, `warmup` and `timeout_ms` would mean nothing, so setting them is an error); a
+//! `load` in `[defaults]` makes every target a load run unless it says `load = ""`.
 
+use std::fmt;
+
+use probe::load::{LoadInput, LoadSpec};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::Error;
 
@@ -33,16 +51,173 @@ pub struct Settings {
     /// Billed Lambda duration per call; default: the measured p50 (an upper bound: it includes
     /// the network and API Gateway).
     pub duration_ms: Option<f64>,
+    /// Measure with a load run instead of the sequential probe.
+    pub load: Option<LoadProfile>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The sequential probe's settings, which a load run has no use for.
+const PROBE_KEYS: [&str; 4] = ["count", "concurrency", "warmup", "timeout_ms"];
+
+impl Settings {
+    fn probe_keys(&self) -> Vec<&'static str> {
+        let set = [
+            self.count.is_some(),
+            self.concurrency.is_some(),
+            self.warmup.is_some(),
+            self.timeout_ms.is_some(),
+        ];
+        PROBE_KEYS.iter().zip(set).filter(|(_, set)| *set).map(|(key, _)| *key).collect()
+    }
+}
+
+/// A load profile: `load = "PRESET"`, or a `load` table of the `latency load` flags' fields
+/// (the target's `url` is the URL). `load = ""` is no profile: the sequential probe.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadProfile {
+    /// Written as `load = "PRESET"`.
+    shorthand: bool,
+    table: LoadTable,
+}
+
+/// The fields of a `load` table: [`LoadInput`]'s, but the URL (the target's) and `ids`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct LoadTable {
+    preset: Option<String>,
+    method: Option<String>,
+    #[serde(default)]
+    headers: Vec<String>,
+    body: Option<String>,
+    bodies: Option<Vec<String>>,
+    expect: Option<String>,
+    vus: Option<i64>,
+    rate: Option<f64>,
+    max_vus: Option<i64>,
+    duration: Option<String>,
+    iterations: Option<i64>,
+    /// `"30s:10,1m:10"` or `["30s:10", "1m:10"]`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    stages: Vec<String>,
+    timeout: Option<String>,
+}
+
+impl LoadProfile {
+    /// `load = ""`: the target is probed sequentially, whatever `[defaults]` says.
+    fn is_off(&self) -> bool {
+        self.shorthand && self.table.preset.as_deref().is_some_and(|p| p.trim().is_empty())
+    }
+
+    /// The load input for `url`.
+    pub fn input(&self, url: &str) -> LoadInput {
+        let t = self.table.clone();
+        LoadInput {
+            url: Some(url.to_owned()),
+            preset: t.preset,
+            method: t.method,
+            headers: t.headers,
+            body: t.body,
+            bodies: t.bodies,
+            expect: t.expect,
+            vus: t.vus,
+            rate: t.rate,
+            max_vus: t.max_vus,
+            duration: t.duration,
+            iterations: t.iterations,
+            stages: (!t.stages.is_empty()).then(|| t.stages.join(",")),
+            timeout: t.timeout,
+            ids: false,
+        }
+    }
+
+    /// The TOML key a load spec error is about: `load.max_vus`, or `load` for the preset of
+    /// the shorthand.
+    fn key(&self, field: &str) -> String {
+        match field {
+            "url" => "url".to_owned(),
+            "preset" if self.shorthand => "load".to_owned(),
+            "header" => "load.headers".to_owned(),
+            field => format!("load.{field}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LoadProfile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Profile;
+        impl<'de> Visitor<'de> for Profile {
+            type Value = LoadProfile;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a `latency load` preset name like \"seed-003\", or a table of load settings")
+            }
+
+            fn visit_str<E: de::Error>(self, preset: &str) -> Result<LoadProfile, E> {
+                Ok(LoadProfile {
+                    shorthand: true,
+                    table: LoadTable { preset: Some(preset.to_owned()), ..LoadTable::default() },
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LoadProfile, A::Error> {
+                let table = LoadTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(LoadProfile { shorthand: false, table })
+            }
+        }
+        deserializer.deserialize_any(Profile)
+    }
+}
+
+/// A string, or a list of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Strings;
+    impl<'de> Visitor<'de> for Strings {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("\"DURATION:TARGET,…\" or a list of \"DURATION:TARGET\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            Ok(vec![text.to_owned()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut all = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                all.push(item);
+            }
+            Ok(all)
+        }
+    }
+    deserializer.deserialize_any(Strings)
+}
+
+#[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
     pub url: String,
     pub architecture: String,
-    #[serde(flatten)]
     pub settings: Settings,
+    /// Measure with this load run instead of the sequential probe.
+    pub load: Option<Load>,
+}
+
+/// A target's load run, validated when the file is read.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// What the probe function is sent with `via_lambda`.
+    pub input: LoadInput,
+    pub spec: LoadSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    url: String,
+    architecture: String,
+    #[serde(flatten)]
+    settings: Settings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,11 +226,12 @@ struct File {
     #[serde(default)]
     defaults: Settings,
     #[serde(default, rename = "target")]
-    targets: Vec<Target>,
+    targets: Vec<Entry>,
 }
 
 /// Parses a targets file; `origin` names it in errors. Each target's settings are completed
-/// from `[defaults]`. Names must be unique and URLs http(s).
+/// from `[defaults]`. Names must be unique, URLs http(s), and every load profile valid for its
+/// target's URL — all checked before anything is measured.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, Error> {
     let file: File = toml::from_str(text).map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
     if file.targets.is_empty() {
@@ -63,22 +239,58 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, Error> {
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut targets = Vec::with_capacity(file.targets.len());
-    for mut target in file.targets {
-        let name = target.name.trim();
+    for entry in file.targets {
+        let name = entry.name.trim();
         if name.is_empty() {
             return Err(Error::Invalid(format!("{origin}: a target has an empty name")));
         }
         if !seen.insert(name.to_owned()) {
             return Err(Error::Invalid(format!("{origin}: target {name:?} appears twice")));
         }
-        if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
+        if !(entry.url.starts_with("http://") || entry.url.starts_with("https://")) {
             return Err(Error::Invalid(format!(
                 "{origin}: target {name:?}: url {:?} is not http(s)",
-                target.url
+                entry.url
             )));
         }
-        target.settings = merge(target.settings, &file.defaults);
-        targets.push(target);
+        let invalid = |what: String| Error::Invalid(format!("{origin}: target {name:?}: {what}"));
+        let inherited = entry.settings.load.is_none() && file.defaults.load.is_some();
+        let probe_keys = entry.settings.probe_keys();
+        let mut settings = merge(entry.settings, &file.defaults);
+        let load = match settings.load.take() {
+            None => None,
+            Some(profile) => {
+                if !probe_keys.is_empty() {
+                    let from = if inherited {
+                        " (from [defaults]; `load = \"\"` makes this target a sequential probe)"
+                    } else {
+                        ""
+                    };
+                    return Err(invalid(format!(
+                        "{} set the sequential probe, but the target has a load profile{from}: \
+                         give the run's shape in load instead (vus or rate, duration or iterations, \
+                         stages, timeout)",
+                        probe_keys.join(", ")
+                    )));
+                }
+                let input = profile.input(&entry.url);
+                let spec = input.clone().validate().map_err(|err| match err {
+                    probe::ProbeError::Invalid { field, reason } => {
+                        let from = if inherited { " (from [defaults])" } else { "" };
+                        invalid(format!("{}{from}: {reason}", profile.key(&field)))
+                    }
+                    other => Error::Probe(other),
+                })?;
+                Some(Load { input, spec })
+            }
+        };
+        targets.push(Target {
+            name: entry.name,
+            url: entry.url,
+            architecture: entry.architecture,
+            settings,
+            load,
+        });
     }
     Ok(targets)
 }
@@ -94,6 +306,7 @@ fn merge(own: Settings, defaults: &Settings) -> Settings {
         memory_mb: own.memory_mb.or(d.memory_mb),
         arch: own.arch.or(d.arch),
         duration_ms: own.duration_ms.or(d.duration_ms),
+        load: own.load.or(d.load).filter(|l| !l.is_off()),
     }
 }
 
@@ -145,6 +358,115 @@ mod tests {
             assert!(err.contains("t.toml") && err.contains(expected), "{text:?} → {err}");
         }
     }
+
+    fn one(extra: &str) -> Result<Target, Error> {
+        let text =
+            format!("[[target]]\nname = 'pipeline'\nurl = 'http://x/items'\narchitecture = 'ec2'\n{extra}");
+        parse(&text, "t.toml").map(|mut targets| targets.remove(0))
+    }
+
+    #[test]
+    fn a_preset_name_is_a_load_profile_and_a_load_table_holds_the_load_flags() {
+        let seed = one("load = 'seed-003'").expect("valid");
+        let load = seed.load.expect("a load run");
+        assert_eq!(load.input.preset.as_deref(), Some("seed-003"));
+        assert_eq!(load.input.url.as_deref(), Some("http://x/items"));
+        assert_eq!(load.spec.duration(), std::time::Duration::from_secs(60));
+
+        let table =
+            one("[target.load]\npreset = 'items'\nrate = 200\nmax_vus = 20\nstages = ['10s:400', '5s:0']\n\
+             headers = ['X-Run: {{uuid}}']\nexpect = '200-299'\ntimeout = '5s'")
+            .expect("valid");
+        let load = table.load.expect("a load run");
+        assert_eq!(load.input.rate, Some(200.0), "an integer rate reads as a rate");
+        assert_eq!(load.input.stages.as_deref(), Some("10s:400,5s:0"));
+        assert_eq!(load.input.headers, ["X-Run: {{uuid}}"]);
+        assert!(matches!(load.spec.mode(), probe::load::Mode::Open { max_vus: 20, .. }));
+        assert_eq!(load.spec.duration(), std::time::Duration::from_secs(15));
+
+        let inline = one("load = { vus = 3, iterations = 30, stages = '5s:3' }").expect("valid");
+        assert_eq!(inline.load.expect("a load run").input.stages.as_deref(), Some("5s:3"));
+        assert!(one("").expect("valid").load.is_none(), "no load: the sequential probe");
+    }
+
+    #[test]
+    fn a_load_in_the_defaults_makes_every_target_a_load_run_unless_it_says_load_empty() {
+        let targets = parse(
+            r#"
+            [defaults]
+            count = 500
+            timeout_ms = 2000
+            load = { preset = "hits", vus = 4, duration = "5s" }
+            [[target]]
+            name = "loaded"
+            url = "http://a/hits"
+            architecture = "ec2"
+            [[target]]
+            name = "own load"
+            url = "http://a/hits"
+            architecture = "ec2"
+            load = "hits"
+            [[target]]
+            name = "probed"
+            url = "http://b/hits"
+            architecture = "ec2"
+            load = ""
+            count = 20
+            "#,
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(targets[0].load.as_ref().and_then(|l| l.input.vus), Some(4));
+        let own = targets[1].load.as_ref().expect("a load run");
+        assert_eq!((own.input.vus, own.input.duration.as_deref()), (None, None), "replaced, not merged");
+        assert!(targets[2].load.is_none());
+        assert_eq!((targets[2].settings.count, targets[2].settings.timeout_ms), (Some(20), Some(2000)));
+    }
+
+    #[test]
+    fn a_load_run_refuses_the_sequential_probe_settings_by_target() {
+        let err = one("count = 10\nwarmup = 2\nload = 'hits'").expect_err("conflict").to_string();
+        assert!(
+            err.starts_with("t.toml: target \"pipeline\": count, warmup set the sequential probe"),
+            "{err}"
+        );
+        let err = parse(
+            "[defaults]\nload = 'hits'\n[[target]]\nname = 'p'\nurl = 'http://x/'\narchitecture = 'ec2'\ntimeout_ms = 5",
+            "t.toml",
+        )
+        .expect_err("conflict")
+        .to_string();
+        assert!(err.contains("target \"p\": timeout_ms") && err.contains("load = \"\""), "{err}");
+    }
+
+    #[test]
+    fn a_bad_load_profile_names_the_target_and_the_key() {
+        let cases = [
+            ("load = 'seed-004'", "target \"pipeline\": load: unknown preset \"seed-004\"; accepted: hits"),
+            ("[target.load]\npreset = 'nope'", "target \"pipeline\": load.preset: unknown preset"),
+            ("[target.load]\nvus = 0", "target \"pipeline\": load.vus: must be from 1 to"),
+            ("[target.load]\nrate = 5\nvus = 2", "load.rate: give vus"),
+            ("[target.load]\nmax_vus = 5", "load.max_vus: bounds an open loop"),
+            ("[target.load]\nstages = ['10s']", "load.stages: "),
+            ("[target.load]\nheaders = ['NoColon']", "load.headers: \"NoColon\" is not \"Name: value\""),
+            ("[target.load]\nbody = '{{nope}}'", "load.body: "),
+            ("[target.load]\nduration = 'forever'", "load.duration: must be a duration"),
+            ("[target.load]\nvu = 3", "unknown field `vu`"),
+            ("[target.load]\nurl = 'http://y/'", "unknown field `url`"),
+            ("load = 3", "a `latency load` preset name"),
+        ];
+        for (extra, expected) in cases {
+            let err = one(extra).expect_err(extra).to_string();
+            assert!(err.starts_with("t.toml") && err.contains(expected), "{extra:?} → {err}");
+        }
+        let err = parse(
+            "[defaults]\nload = { vus = -1 }\n[[target]]\nname = 'p'\nurl = 'http://x/'\narchitecture = 'ec2'",
+            "t.toml",
+        )
+        .expect_err("bad default")
+        .to_string();
+        assert!(err.contains("target \"p\": load.vus (from [defaults]): must be"), "{err}");
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +478,23 @@ mod example {
         assert!(targets.len() >= 4);
         for target in targets {
             cost::profile(&target.architecture).expect("a known architecture");
+        }
+    }
+
+    #[test]
+    fn the_example_load_target_parses_in_either_form_once_uncommented() {
+        let example = include_str!("../targets.example.toml");
+        let start = example.find("# [[target]]\n# name = \"pipeline").expect("the load example");
+        let (probed, block) = example.split_at(start);
+        let lines: Vec<&str> = block.lines().map(|l| l.strip_prefix("# ").unwrap_or(l)).collect();
+        let shorthand: Vec<&str> =
+            lines.iter().copied().take_while(|l| !l.starts_with("[target.load]")).collect();
+        let table: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("load = ")).collect();
+        for (form, preset) in [(shorthand, "seed-003"), (table, "items")] {
+            let text = format!("{probed}{}", form.join("\n"));
+            let targets = super::parse(&text, "example").unwrap_or_else(|e| panic!("{text}\n{e}"));
+            let load = targets.last().and_then(|t| t.load.as_ref()).expect("a load target");
+            assert_eq!(load.input.preset.as_deref(), Some(preset));
         }
     }
 }

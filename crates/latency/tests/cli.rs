@@ -174,8 +174,8 @@ fn report_writes_the_table_the_chart_and_the_json() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
-    assert!(md.contains("| server on EC2 | this machine | 40 |"), "{md}");
-    assert!(md.contains("| as if Lambda | this machine | 20 |"), "{md}");
+    assert!(md.contains("| server on EC2 | this machine | probe | 40 |"), "{md}");
+    assert!(md.contains("| as if Lambda | this machine | probe | 20 |"), "{md}");
     assert!(md.contains("$7.60"), "EC2 is priced per month: {md}");
     assert!(md.contains("Lambda Rust + DynamoDB | 26 | $3.09/1M | $3.09/1M"), "the original's table: {md}");
     let svg = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");
@@ -203,4 +203,156 @@ fn report_refuses_an_unpriceable_target_before_probing_anything() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("mainframe"), "{}", stderr(&output));
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+fn write_targets(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("targets.toml");
+    std::fs::write(&path, text).expect("writes targets");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON")
+}
+
+#[test]
+fn report_measures_a_load_target_with_its_load_run_next_to_a_probed_one() {
+    let (addr, hits) = hits_server();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let targets = write_targets(
+        dir.path(),
+        &format!(
+            r#"
+            [defaults]
+            count = 30
+            [[target]]
+            name = "server on EC2"
+            url = "http://{addr}/hits"
+            architecture = "ec2"
+            [[target]]
+            name = "Lambda + DynamoDB (loaded)"
+            url = "http://{addr}/hits"
+            architecture = "lambda-dynamodb"
+            [target.load]
+            preset = "hits"
+            vus = 2
+            iterations = 40
+            "#
+        ),
+    );
+    let out = dir.path().join("out");
+    let output = latency(&["report", "-t", &targets, "-o", out.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let json = read_json(&out.join("report.json"));
+    let (probed, loaded) = (&json[0], &json[1]);
+    assert_eq!(probed["report"]["count"], 30, "{probed}");
+    assert!(probed.get("load").is_none() && probed.get("timeline_chart").is_none(), "{probed}");
+    assert!(loaded.get("report").is_none(), "{loaded}");
+    let load = &loaded["load"];
+    assert_eq!((load["requests"].as_u64(), load["failed"].as_u64()), (Some(40), Some(0)), "{load}");
+    assert_eq!(load["input"]["preset"], "hits");
+    let scenario = load["scenario"].as_str().expect("a scenario");
+    assert!(scenario.starts_with("closed loop, 2 VUs"), "{scenario}");
+    let med = load["duration_ms"]["med"].as_f64().expect("a median");
+    assert_eq!(loaded["timeline_chart"], "load-lambda-dynamodb-loaded.svg");
+
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("| server on EC2 | this machine | probe | 30 |"), "{md}");
+    assert!(
+        md.contains(&format!("| Lambda + DynamoDB (loaded) | this machine | load: {scenario} | 40 |")),
+        "{md}"
+    );
+    assert!(md.contains("## Load runs\n\n### Lambda + DynamoDB (loaded)\n"), "{md}");
+    assert!(md.contains("](load-lambda-dynamodb-loaded.svg)") && md.contains("http_reqs"), "{md}");
+    assert!(md.contains(&format!("billed duration = the load run's median {med:.2} ms")), "{md}");
+    assert!(md.contains("from their histogram's percentiles"), "says how the load row is charted: {md}");
+    let timeline = std::fs::read_to_string(out.join("load-lambda-dynamodb-loaded.svg")).expect("timeline");
+    assert!(timeline.starts_with("<svg") && timeline.contains("p99"));
+    let cdf = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");
+    assert!(cdf.contains("server on EC2") && cdf.contains("Lambda + DynamoDB (loaded) (load)"));
+    // The probe: the first request, the warm-up (1) and 30 measured; the load run: its 40.
+    assert_eq!(hits.load(Ordering::SeqCst), (1 + 1 + 30) + 40);
+}
+
+#[test]
+fn report_refuses_a_bad_load_profile_before_measuring_anything() {
+    let (addr, hits) = hits_server();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let targets = write_targets(
+        dir.path(),
+        &format!(
+            "[[target]]\nname = \"probed\"\nurl = \"http://{addr}/hits\"\narchitecture = \"ec2\"\n\
+             [[target]]\nname = \"loaded\"\nurl = \"http://{addr}/hits\"\narchitecture = \"ec2\"\n\
+             load = {{ rate = 100, max_vus = 0 }}\n"
+        ),
+    );
+    let output = latency(&["report", "-t", &targets, "-o", "unused"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("target \"loaded\": load.max_vus: must be from 1 to"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn report_keeps_the_measured_rows_when_a_load_target_cannot_be_reached() {
+    let (addr, _) = hits_server();
+    let closed = testkit::free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let targets = write_targets(
+        dir.path(),
+        &format!(
+            "[[target]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}/hits\"\narchitecture = \"ec2\"\n\
+             load = \"hits\"\n\
+             [[target]]\nname = \"up\"\nurl = \"http://{addr}/hits\"\narchitecture = \"ec2\"\ncount = 5\n"
+        ),
+    );
+    let out = dir.path().join("out");
+    let output = latency(&["report", "-t", &targets, "-o", out.to_str().expect("utf-8")]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("1 of 2 targets not measured (down)"), "{}", stderr(&output));
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("| up | this machine | probe | 5 |"), "{md}");
+    assert!(md.contains("**Not measured:**\n\n- down: "), "{md}");
+    assert_eq!(read_json(&out.join("report.json")).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn ctrl_c_during_a_load_target_writes_the_report_so_far_and_measures_no_more() {
+    let (addr, hits) = hits_server();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let targets = write_targets(
+        dir.path(),
+        &format!(
+            "[[target]]\nname = \"loaded\"\nurl = \"http://{addr}/hits\"\narchitecture = \"ec2\"\n\
+             load = {{ preset = \"hits\", duration = \"10m\" }}\n\
+             [[target]]\nname = \"next\"\nurl = \"http://{addr}/hits\"\narchitecture = \"ec2\"\n"
+        ),
+    );
+    let out = dir.path().join("out");
+    let args = ["report", "-t", &targets, "-o", out.to_str().expect("utf-8")];
+    let output = common::latency_with_fake_aws(&[], &args, std::time::Duration::from_secs(60), |pid| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let loading = runtime.block_on(testkit::eventually(std::time::Duration::from_secs(30), || async {
+            hits.load(Ordering::SeqCst) > 0
+        }));
+        assert!(loading, "the load run never reached the target");
+        let sent = Command::new("kill").args(["-INT", &pid.to_string()]).status().expect("kill");
+        assert!(sent.success());
+    });
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("1 of 2 targets not measured (next)"), "{message}");
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(
+        md.contains("stopped by hand") && md.contains("- next: not reached: interrupted (Ctrl-C)"),
+        "{md}"
+    );
+    let json = read_json(&out.join("report.json"));
+    assert_eq!(json[0]["load"]["ending"], "interrupted", "{json}");
+    let answered = json[0]["load"]["requests"].as_u64().expect("requests");
+    assert!(answered > 0 && hits.load(Ordering::SeqCst) >= answered);
 }

@@ -384,7 +384,7 @@ fn report_memory_sweep_appends_the_sweep_to_report_md_and_writes_memory_svg_and_
     );
     assert!(output.status.success(), "{}", stderr(&output));
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
-    assert!(md.contains("| server | this machine | 5 |"), "the targets first: {md}");
+    assert!(md.contains("| server | this machine | probe | 5 |"), "the targets first: {md}");
     let sweep =
         md.split("## Memory sweep: `hits`").nth(1).unwrap_or_else(|| panic!("no sweep section: {md}"));
     assert!(sweep.contains("| 1024 | 0.58 | 40.00 | 4.50 | 4.50 | 4.50 | 5.0 |"), "{sweep}");
