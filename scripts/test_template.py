@@ -18,7 +18,9 @@ what the README promises, on the CloudFormation SAM generates (the same aws-sam-
     HEAD /hits, /healthz and wrong methods on / and /hits to the function (its router answers
     them as on the Function URL: functions/hits/tests/lambda_events.rs), GET and HEAD / to the
     page on S3, other paths nowhere (API Gateway's 404), each function route allowed to invoke
-    the alias.
+    the alias;
+  - POST /calc answers 200 {"messageId": ...} when SQS takes the message, as the seed's driver
+    expects, and the stage serves a deployment made after the method.
 A check that the generated template cannot fail is no check: each test also breaks a copy of the
 template and expects the check to notice.
 """
@@ -218,6 +220,32 @@ def routing_problems(out: dict[str, Any]) -> list[str]:
     return found
 
 
+def calc_problems(out: dict[str, Any]) -> list[str]:
+    """What is wrong with POST /calc's answers (CalcPostMethod) and its deployment."""
+    found = []
+    resources = out["Resources"]
+    props = resources["CalcPostMethod"]["Properties"]
+    responses = props["Integration"]["IntegrationResponses"]
+    # SQS's own answer to SendMessage is a 200; the response that pattern selects is the client's.
+    taken = [r for r in responses if re.fullmatch(r.get("SelectionPattern", "(?!)"), "200")]
+    if [r["StatusCode"] for r in taken] != ["200"]:
+        found.append(f"a message SQS took is answered {[r['StatusCode'] for r in taken]}, not 200")
+    elif "$.SendMessageResponse.SendMessageResult.MessageId" not in json.dumps(taken[0].get("ResponseTemplates")):
+        found.append("the 200 does not carry the message id")
+    default = [r["StatusCode"] for r in responses if "SelectionPattern" not in r]
+    if default != ["502"]:
+        found.append(f"SQS's failures are answered {default}, not 502")
+    declared = sorted(r["StatusCode"] for r in props.get("MethodResponses", []))
+    if declared != sorted(r["StatusCode"] for r in responses):
+        found.append(f"the method declares {declared}, the integration answers {[r['StatusCode'] for r in responses]}")
+    stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"
+              and r["Properties"]["RestApiId"] == {"Ref": "CalcApi"}]
+    deployment = resources.get(stages[0]["DeploymentId"]["Ref"], {}) if len(stages) == 1 else {}
+    if "CalcPostMethod" not in deployment.get("DependsOn", []):
+        found.append("CalcApi's stage does not serve a deployment made after CalcPostMethod")
+    return found
+
+
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text()
 
 
@@ -299,6 +327,22 @@ class FrontDoors(unittest.TestCase):
         broken = copy.deepcopy(self.out)
         del broken["Resources"]["HitsFunctionHealthzPermission"]
         self.assertEqual(routing_problems(broken), ["the route ANY /healthz may not invoke HitsFunction's alias"])
+
+    def test_post_calc_answers_200_with_the_message_id_from_a_deployment_made_after_the_method(self) -> None:
+        self.assertEqual(calc_problems(self.out), [])
+
+    def test_the_calc_check_notices_a_202_a_lost_message_id_and_a_stale_deployment(self) -> None:
+        broken = TEMPLATE_TEXT.replace('- StatusCode: "200"\n            SelectionPattern', '- StatusCode: "202"\n            SelectionPattern', 1)
+        self.assertIn("answered ['202'], not 200", " ".join(calc_problems(transform(broken))))
+        broken = TEMPLATE_TEXT.replace("$.SendMessageResponse.SendMessageResult.MessageId", "$.nothing", 1)
+        self.assertEqual(calc_problems(transform(broken)), ["the 200 does not carry the message id"])
+        broken = copy.deepcopy(self.out)
+        broken["Resources"]["CalcPostMethod"]["Properties"]["MethodResponses"][0]["StatusCode"] = "202"
+        self.assertIn("the method declares ['202', '502']", " ".join(calc_problems(broken)))
+        broken = copy.deepcopy(self.out)
+        deployment = broken["Resources"]["CalcApiStage"]["Properties"]["DeploymentId"]["Ref"]
+        broken["Resources"][deployment]["DependsOn"].remove("CalcPostMethod")
+        self.assertEqual(calc_problems(broken), ["CalcApi's stage does not serve a deployment made after CalcPostMethod"])
 
 
 class ReplicaRegions(unittest.TestCase):
