@@ -8,13 +8,15 @@ two cannot drift:
 
     415 unless Content-Type is application/json (absent counts as JSON, as in API Gateway);
     400 {"message": ...} on a body that is not JSON or fails the schema (BAD_REQUEST_BODY);
-    202 {"messageId": ...} once SQS took the body, as it came; 502 JSON if SQS did not.
+    200 {"messageId": ...} once SQS took the body, as it came (the integration response whose
+    SelectionPattern matches 2xx: 200, as API Gateway's SQS integration and the seed's driver
+    expect); 502 JSON if SQS did not.
 
 One difference, in how, not what: API Gateway calls SendMessage once per request, in parallel.
 moto handles one call at a time, a few milliseconds each, so 1,000 concurrent POSTs would queue
 for seconds behind it and the local queue benchmark would time the emulator. Requests that arrive
 while calls are in flight are therefore sent together, up to 10 in one SendMessageBatch; each
-request still gets its own message, its own messageId, and its own 202 or 502.
+request still gets its own message, its own messageId, and its own 200 or 502.
 
     scripts/calc_api.py --endpoint http://127.0.0.1:MOTO --queue-url URL --port P [--max-x X]
 

@@ -13,7 +13,14 @@ what the README promises, on the CloudFormation SAM generates (the same aws-sam-
     DeploymentType parameter and an alarm on that function's errors at `live`, with rollback;
   - the warmer rule exists, is disabled unless Warmer=on, and sends {"instruction":"warmer"};
   - Tracing follows its parameter; ReplicaRegions makes a global table with the right replicas,
-    and the function's HITS_STORE and policy follow the table actually used.
+    and the function's HITS_STORE and policy follow the table actually used;
+  - the HTTP API sends every request of the hits contract (README) where the contract says:
+    HEAD /hits, /healthz and wrong methods on / and /hits to the function (its router answers
+    them as on the Function URL: functions/hits/tests/lambda_events.rs), GET and HEAD / to the
+    page on S3, other paths nowhere (API Gateway's 404), each function route allowed to invoke
+    the alias;
+  - POST /calc answers 200 {"messageId": ...} when SQS takes the message, as the seed's driver
+    expects, and the stage serves a deployment made after the method.
 A check that the generated template cannot fail is no check: each test also breaks a copy of the
 template and expects the check to notice.
 """
@@ -21,6 +28,7 @@ template and expects the check to notice.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import os
 import re
@@ -37,6 +45,9 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != VENV.resolve() and (
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import stack  # noqa: E402  (after the re-exec into the venv)
+
+# How SAM's OpenAPI body spells an ANY route's method.
+ANY = "x-amazon-apigateway-any-method"
 
 # Functions that serve traffic (and so deploy gradually); the others only publish `live`.
 SERVING = {
@@ -107,7 +118,8 @@ def problems(out: dict[str, Any]) -> list[str]:
                 integration = operation.get("x-amazon-apigateway-integration", {})
                 uri = targets(integration.get("uri"))
                 if integration.get("type") == "aws_proxy" and "Aliaslive" not in uri:
-                    found.append(f"the HTTP API route {method.upper()} {path} integrates {uri}, not an alias")
+                    route = "ANY" if method == ANY else method.upper()
+                    found.append(f"the HTTP API route {route} {path} integrates {uri}, not an alias")
     role = resources.get("FirehoseDeliveryRole", {}).get("Properties", {})
     for policy in role.get("Policies", []):
         for statement in policy["PolicyDocument"]["Statement"]:
@@ -128,6 +140,109 @@ def problems(out: dict[str, Any]) -> list[str]:
         if metric.get("MetricName") != "Errors" or dimensions.get("FunctionName") != json.dumps({"Ref": function}) \
                 or dimensions.get("Resource") != json.dumps({"Fn::Sub": f"${{{function}}}:live"}):
             found.append(f"{alarm} does not watch {function}:live's errors")
+    return found
+
+
+# The HTTP API's part of the hits contract (README, "The contract", per front door): who answers
+# each request. "page" is the S3 object behind GET /; None is API Gateway's own 404 (no route, the
+# function is not invoked). What the function answers for each is tested on the router
+# (functions/hits/tests/lambda_events.rs); here, that the request reaches it.
+HTTP_API_CONTRACT: dict[tuple[str, str], str | None] = {
+    ("GET", "/hits"): "HitsFunction",       # 200, the count
+    ("HEAD", "/hits"): "HitsFunction",      # 200, GET's headers, no increment
+    ("POST", "/hits"): "HitsFunction",      # 405 with Allow: GET,HEAD
+    ("DELETE", "/hits"): "HitsFunction",    # 405
+    ("GET", "/healthz"): "HitsFunction",    # 200 {"status":"pass"}
+    ("HEAD", "/healthz"): "HitsFunction",   # 200, no body
+    ("PUT", "/healthz"): "HitsFunction",    # 405
+    ("GET", "/"): "page",
+    ("HEAD", "/"): "page",
+    ("POST", "/"): "HitsFunction",          # 405
+    ("POST", "/events"): "IngestFunction",
+    ("GET", "/nope"): None,
+    ("GET", "/hits/1"): None,
+}
+
+
+def http_api_routes(out: dict[str, Any], api: str = "HitsApi") -> dict[tuple[str, str], str]:
+    """The routes of an HTTP API as SAM generates them: (METHOD or ANY, path) -> the function
+    whose alias the route invokes, "page" for the proxy to the page object, else the URI."""
+    routes = {}
+    for path, methods in out["Resources"][api]["Properties"]["Body"]["paths"].items():
+        for method, operation in methods.items():
+            integration = operation.get("x-amazon-apigateway-integration", {})
+            uri = json.dumps(integration.get("uri"))
+            function = re.search(r"/functions/\$\{(\w+?)(?:Aliaslive)?\}", uri)
+            if integration.get("type") == "aws_proxy" and function:
+                target = function.group(1)
+            elif integration.get("type") == "http_proxy" and "${PageBucket}" in uri and "/index.html" in uri \
+                    and integration.get("httpMethod", "").upper() == method.upper():
+                target = "page"
+            else:
+                target = uri if integration else "no integration"
+            routes[("ANY" if method == ANY else method.upper(), path)] = target
+    return routes
+
+
+def answerer(routes: dict[tuple[str, str], str], method: str, path: str) -> str | None:
+    """Who gets `method path`, chosen as an HTTP API chooses (no greedy paths here): the route of
+    that method, else the path's ANY route, else $default, else none (404)."""
+    for key in ((method, path), ("ANY", path), ("ANY", "$default")):
+        if key in routes:
+            return routes[key]
+    return None
+
+
+def routing_problems(out: dict[str, Any]) -> list[str]:
+    """Where the HTTP API sends a request of the contract elsewhere than HTTP_API_CONTRACT says,
+    and function routes that API Gateway would not be allowed to invoke (a 500 on every call)."""
+    routes = http_api_routes(out)
+    found = [f"{method} {path} reaches {answerer(routes, method, path) or 'no route (404)'}, not {want or 'no route'}"
+             for (method, path), want in HTTP_API_CONTRACT.items() if answerer(routes, method, path) != want]
+    permissions = [p["Properties"] for p in out["Resources"].values() if p["Type"] == "AWS::Lambda::Permission"]
+    values = {"AWS::Partition": "aws", "AWS::Region": "eu-west-2", "AWS::AccountId": "123456789012"}
+
+    def source_arn(props: dict[str, Any]) -> str:
+        node = props.get("SourceArn", {}).get("Fn::Sub")
+        text, names = (node, {}) if isinstance(node, str) else (node or ["", {}])
+        lookup = {**values, **{k: ("*" if k == "__Stage__" else json.dumps(v)) for k, v in names.items()}}
+        return re.sub(r"\$\{([\w:]+)\}", lambda m: lookup.get(m.group(1), m.group(0)), text)
+
+    for (method, path), target in routes.items():
+        if target in ("page", None) or not re.fullmatch(r"\w+", target):
+            continue
+        # What API Gateway calls the function as (ArnLike: `*` matches anything, `/` included).
+        arn = f'arn:aws:execute-api:eu-west-2:123456789012:{json.dumps({"Ref": "HitsApi"})}/$default/' \
+              f'{"HEAD" if method == "ANY" else method}{path}'
+        if not any(json.dumps(p.get("FunctionName")) == json.dumps({"Ref": f"{target}Aliaslive"})
+                   and fnmatch.fnmatchcase(arn, source_arn(p)) for p in permissions):
+            found.append(f"the route {method} {path} may not invoke {target}'s alias")
+    return found
+
+
+def calc_problems(out: dict[str, Any]) -> list[str]:
+    """What is wrong with POST /calc's answers (CalcPostMethod) and its deployment."""
+    found = []
+    resources = out["Resources"]
+    props = resources["CalcPostMethod"]["Properties"]
+    responses = props["Integration"]["IntegrationResponses"]
+    # SQS's own answer to SendMessage is a 200; the response that pattern selects is the client's.
+    taken = [r for r in responses if re.fullmatch(r.get("SelectionPattern", "(?!)"), "200")]
+    if [r["StatusCode"] for r in taken] != ["200"]:
+        found.append(f"a message SQS took is answered {[r['StatusCode'] for r in taken]}, not 200")
+    elif "$.SendMessageResponse.SendMessageResult.MessageId" not in json.dumps(taken[0].get("ResponseTemplates")):
+        found.append("the 200 does not carry the message id")
+    default = [r["StatusCode"] for r in responses if "SelectionPattern" not in r]
+    if default != ["502"]:
+        found.append(f"SQS's failures are answered {default}, not 502")
+    declared = sorted(r["StatusCode"] for r in props.get("MethodResponses", []))
+    if declared != sorted(r["StatusCode"] for r in responses):
+        found.append(f"the method declares {declared}, the integration answers {[r['StatusCode'] for r in responses]}")
+    stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"
+              and r["Properties"]["RestApiId"] == {"Ref": "CalcApi"}]
+    deployment = resources.get(stages[0]["DeploymentId"]["Ref"], {}) if len(stages) == 1 else {}
+    if "CalcPostMethod" not in deployment.get("DependsOn", []):
+        found.append("CalcApi's stage does not serve a deployment made after CalcPostMethod")
     return found
 
 
@@ -153,7 +268,7 @@ class GeneratedTemplate(unittest.TestCase):
         self.assertIn("ProbeFunction has no alias live", " ".join(problems(broken)))
         broken = json.loads(json.dumps(self.out).replace("HitsFunctionAliaslive", "HitsFunction"))
         found = " ".join(problems(broken))
-        self.assertIn("the HTTP API route GET /hits integrates", found)
+        self.assertIn("the HTTP API route ANY /hits integrates", found)
         self.assertIn("HitsFunctionUrl is not on the alias", found)
         self.assertIn("HitsFunctionWarmer targets", found)
 
@@ -178,6 +293,56 @@ class GeneratedTemplate(unittest.TestCase):
             self.assertEqual(resources[name]["Properties"]["TracingConfig"], {"Mode": {"Ref": "Tracing"}}, name)
         for name in ("ProbeFunction", "IngestTransformFunction"):
             self.assertNotIn("TracingConfig", resources[name]["Properties"], name)
+
+
+class FrontDoors(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.out = transform(TEMPLATE_TEXT)
+
+    def test_the_http_api_sends_every_request_of_the_hits_contract_to_the_function_or_the_page(self) -> None:
+        self.assertEqual(routing_problems(self.out), [])
+        # The function routes are ANY routes, so HEAD and wrong methods reach the router.
+        routes = http_api_routes(self.out)
+        self.assertEqual({k: v for k, v in routes.items() if v == "HitsFunction"},
+                         {("ANY", "/hits"): "HitsFunction", ("ANY", "/healthz"): "HitsFunction",
+                          ("ANY", "/"): "HitsFunction"})
+
+    def test_the_routing_check_notices_a_narrowed_route_a_lost_page_route_and_a_missing_permission(self) -> None:
+        broken = TEMPLATE_TEXT.replace("Method: ANY\n            Path: /hits", "Method: GET\n            Path: /hits", 1)
+        found = " ".join(routing_problems(transform(broken)))
+        self.assertIn("HEAD /hits reaches no route (404), not HitsFunction", found)
+        self.assertIn("POST /hits reaches no route (404)", found)
+        broken = copy.deepcopy(self.out)
+        del broken["Resources"]["HitsApi"]["Properties"]["Body"]["paths"]["/"]["head"]
+        self.assertIn("HEAD / reaches HitsFunction, not page", " ".join(routing_problems(broken)))
+        broken = copy.deepcopy(self.out)
+        broken["Resources"]["HitsApi"]["Properties"]["Body"]["paths"]["/"][ANY] = {}
+        broken["Resources"]["HitsApi"]["Properties"]["Body"]["paths"]["/nope"] = {
+            "get": self.out["Resources"]["HitsApi"]["Properties"]["Body"]["paths"]["/hits"][ANY]}
+        found = " ".join(routing_problems(broken))
+        self.assertIn("POST / reaches no integration, not HitsFunction", found)
+        self.assertIn("GET /nope reaches HitsFunction, not no route", found)
+        self.assertIn("the route GET /nope may not invoke HitsFunction's alias", found)
+        broken = copy.deepcopy(self.out)
+        del broken["Resources"]["HitsFunctionHealthzPermission"]
+        self.assertEqual(routing_problems(broken), ["the route ANY /healthz may not invoke HitsFunction's alias"])
+
+    def test_post_calc_answers_200_with_the_message_id_from_a_deployment_made_after_the_method(self) -> None:
+        self.assertEqual(calc_problems(self.out), [])
+
+    def test_the_calc_check_notices_a_202_a_lost_message_id_and_a_stale_deployment(self) -> None:
+        broken = TEMPLATE_TEXT.replace('- StatusCode: "200"\n            SelectionPattern', '- StatusCode: "202"\n            SelectionPattern', 1)
+        self.assertIn("answered ['202'], not 200", " ".join(calc_problems(transform(broken))))
+        broken = TEMPLATE_TEXT.replace("$.SendMessageResponse.SendMessageResult.MessageId", "$.nothing", 1)
+        self.assertEqual(calc_problems(transform(broken)), ["the 200 does not carry the message id"])
+        broken = copy.deepcopy(self.out)
+        broken["Resources"]["CalcPostMethod"]["Properties"]["MethodResponses"][0]["StatusCode"] = "202"
+        self.assertIn("the method declares ['202', '502']", " ".join(calc_problems(broken)))
+        broken = copy.deepcopy(self.out)
+        deployment = broken["Resources"]["CalcApiStage"]["Properties"]["DeploymentId"]["Ref"]
+        broken["Resources"][deployment]["DependsOn"].remove("CalcPostMethod")
+        self.assertEqual(calc_problems(broken), ["CalcApi's stage does not serve a deployment made after CalcPostMethod"])
 
 
 class ReplicaRegions(unittest.TestCase):

@@ -86,6 +86,49 @@ async fn unknown_paths_and_methods_through_api_gateway_are_404_and_405() {
     assert_eq!(invoke(&counter, v1("/hits")).await.unwrap()["body"], "1");
 }
 
+/// `method path` as an HTTP API (`$default` stage, route `ANY path`, as template.yaml routes
+/// the contract's paths; scripts/test_template.py checks the routes) or a Function URL sends it.
+fn front_door_event(file: &str, method: &str, path: &str) -> Value {
+    let mut e = v2(file, path);
+    e["requestContext"]["http"]["method"] = json!(method);
+    if file.starts_with("apigw") {
+        e["routeKey"] = json!(format!("ANY {path}"));
+        e["requestContext"]["routeKey"] = json!(format!("ANY {path}"));
+    }
+    e
+}
+
+/// The README's contract through both of the function's front doors: what the HTTP API sends
+/// it (every method on /hits, /healthz and /; GET and HEAD / are the page on S3 there) and the
+/// Function URL (everything) is answered as `hits-server` answers it.
+#[tokio::test]
+async fn head_healthz_and_wrong_methods_through_the_http_api_and_the_function_url_keep_the_contract() {
+    for file in ["apigw_v2_proxy_request.json", "lambda_function_url_request.json"] {
+        let counter = memory();
+        let call = |method: &str, path: &str| invoke(&counter, front_door_event(file, method, path));
+        let head = call("HEAD", "/hits").await.unwrap();
+        assert_eq!(head["statusCode"], 200, "{file}: {head}");
+        assert!(head["headers"]["content-type"].as_str().unwrap().starts_with("text/plain"), "{head}");
+        assert!(head["body"].as_str().unwrap_or_default().is_empty(), "{file}: {head}");
+        let health = call("GET", "/healthz").await.unwrap();
+        assert_eq!((&health["statusCode"], &health["body"]), (&json!(200), &json!(r#"{"status":"pass"}"#)));
+        let head = call("HEAD", "/healthz").await.unwrap();
+        assert_eq!(head["statusCode"], 200, "{file}: {head}");
+        assert!(head["body"].as_str().unwrap_or_default().is_empty(), "{file}: {head}");
+        for (method, path) in [("POST", "/hits"), ("DELETE", "/hits"), ("PUT", "/healthz"), ("POST", "/")] {
+            let reply = call(method, path).await.unwrap();
+            assert_eq!(reply["statusCode"], 405, "{file}: {method} {path}: {reply}");
+            let allow = reply["headers"]["allow"].as_str().unwrap_or_default();
+            assert!(
+                allow.contains("GET") && allow.contains("HEAD"),
+                "{file}: {method} {path}: Allow = {allow}"
+            );
+        }
+        let hit = call("GET", "/hits").await.unwrap();
+        assert_eq!(hit["body"], "1", "{file}: only GET /hits counts");
+    }
+}
+
 #[tokio::test]
 async fn the_warmer_event_leaves_the_count_unchanged() {
     let counter = memory();

@@ -259,7 +259,7 @@ mod tests {
         }
     }
 
-    /// A stand-in for API Gateway → SQS → worker: answers 202 and runs calc(x) in the background,
+    /// A stand-in for API Gateway → SQS → worker: answers 200 and runs calc(x) in the background,
     /// counting it in the ledger — except every `drop_every`-th message, which it "dead-letters".
     #[derive(Clone)]
     struct FakeQueue {
@@ -351,7 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_posts_everything_over_http_and_ends_when_done_reaches_accepted() {
-        let fake = FakeQueue::new(None, StatusCode::ACCEPTED);
+        let fake = FakeQueue::new(None, StatusCode::OK);
         let url = fake.serve().await;
         fake.ledger.record("left over from an earlier run").await.expect("record");
         let plan = Plan::draw(40, 0.05, 3);
@@ -373,7 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_that_times_out_names_the_dead_letter_count() {
-        let fake = FakeQueue::new(Some(5), StatusCode::ACCEPTED);
+        let fake = FakeQueue::new(Some(5), StatusCode::OK);
         let url = fake.serve().await;
         let plan = Plan::draw(20, 0.05, 9);
         let poster = Arc::new(HttpPoster::new(&url).expect("client"));
