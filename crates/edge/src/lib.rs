@@ -8,8 +8,8 @@
 use lambda_http::RequestExt;
 
 pub mod aws;
-pub mod log_summary;
 pub mod connections;
+pub mod log_summary;
 pub mod logs;
 pub mod server;
 pub mod xray;
