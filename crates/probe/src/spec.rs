@@ -229,10 +229,7 @@ impl Spec {
     /// when the time left is shorter than that, after half the time left. A run cut short this
     /// way reports `completed < count`. The Lambda sets this from its invocation's deadline.
     pub fn with_deadline(mut self, deadline: Instant) -> Spec {
-        let now = Instant::now();
-        let left = deadline.saturating_duration_since(now);
-        let keep = (self.timeout + DEADLINE_MARGIN).min(left / 2);
-        self.stop_at = Some(deadline.checked_sub(keep).unwrap_or(now));
+        self.stop_at = Some(stop_before(deadline, self.timeout));
         self
     }
 
@@ -279,6 +276,15 @@ impl Spec {
     pub fn stop_at(&self) -> Option<Instant> {
         self.stop_at
     }
+}
+
+/// When to stop starting requests of `timeout` each to answer by `deadline`: `deadline -
+/// (timeout + 0.5 s)`, or half the time left when that is shorter. The probe's and the load's.
+pub(crate) fn stop_before(deadline: Instant, timeout: Duration) -> Instant {
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    let keep = (timeout + DEADLINE_MARGIN).min(left / 2);
+    deadline.checked_sub(keep).unwrap_or(now)
 }
 
 fn kind(value: &Value) -> &'static str {

@@ -27,8 +27,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_VUS: u64 = 100;
 /// How long a run of `iterations` without a duration may take at most (k6's `maxDuration`).
 const ITERATIONS_MAX_DURATION: Duration = Duration::from_secs(600);
-/// Once a deadline is set, starts stop this long before `deadline - timeout`.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 /// A load run as given: every field optional. The CLI fills it from flags (reading `--body-file`
 /// and `--bodies` files itself), the probe Lambda from the `load` object of its event.
@@ -405,10 +403,7 @@ impl LoadSpec {
     /// Stop starting requests in time to return by `deadline` (the Lambda's): no request starts
     /// after `deadline - (timeout + 0.5 s)`, or after half the time left when that is shorter.
     pub fn with_deadline(mut self, deadline: Instant) -> LoadSpec {
-        let now = Instant::now();
-        let left = deadline.saturating_duration_since(now);
-        let keep = (self.timeout + DEADLINE_MARGIN).min(left / 2);
-        self.stop_at = Some(deadline.checked_sub(keep).unwrap_or(now));
+        self.stop_at = Some(crate::spec::stop_before(deadline, self.timeout));
         self
     }
 
