@@ -47,12 +47,12 @@ pub struct HttpLimits {
     /// Seconds a client has to send a whole request head (request line and headers), counted
     /// from the connection's opening for its first request and from the first byte of a later
     /// one; past them the connection is closed without an answer (slowloris). 0: no limit.
-    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10", value_parser = crate::server::seconds)]
+    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10", value_parser = crate::seconds::seconds)]
     pub header_read_timeout: Duration,
     /// Seconds a kept-alive connection may wait after a response for the first byte of its next
     /// request before it is closed. Keep it above a load balancer's idle timeout (ALB: 60 s), or
     /// the balancer sends requests on connections the server is closing (502s). 0: no limit.
-    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "75", value_parser = crate::server::seconds)]
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "75", value_parser = crate::seconds::seconds)]
     pub idle_timeout: Duration,
     /// Open connections at most; a new connection past them is answered 503 (`Retry-After: 1`)
     /// and closed, and a log line once a second counts them. Lowered at start to what the

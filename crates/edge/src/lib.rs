@@ -11,6 +11,7 @@ pub mod aws;
 pub mod connections;
 pub mod log_summary;
 pub mod logs;
+mod seconds;
 pub mod server;
 pub mod xray;
 

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+pub use crate::seconds::{SecondsError, seconds};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -356,22 +357,6 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
-
-/// A number of seconds from a flag or variable (`2.5`, `0`): finite and not negative.
-pub fn seconds(value: &str) -> Result<Duration, SecondsError> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| SecondsError(value.to_owned()))
-}
-
-/// A value that is not a number of seconds.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a number of seconds")]
-pub struct SecondsError(String);
 
 #[cfg(test)]
 mod tests {
