@@ -2,26 +2,41 @@
 """The local stack, read from template.yaml: the one source of truth for names and env vars.
 
 Creates on an emulator (moto) every AWS::DynamoDB::Table (a GlobalTable as one table),
-AWS::S3::Bucket and AWS::SQS::Queue that the template would create under the given parameter values, named `<prefix>-<logical id,
-lowercased>`: tables with the template's key schema, billing mode and TTL; queues with their
-VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy (dead-letter queues first) and the like.
+AWS::S3::Bucket, AWS::SQS::Queue and AWS::Kinesis::Stream that the template would create under the given parameter values, named `<prefix>-<logical id,
+lowercased>`: tables with the template's key schema, billing mode, stream and TTL; queues with their
+VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy (dead-letter queues first) and the like;
+streams with their mode and shard count.
 Then it evaluates a function's Environment.Variables (Globals merged in) against those names and
 prints them as KEY=VALUE lines. `Ref` on a queue is its URL (as in CloudFormation), on the
-emulator's endpoint.
+emulator's endpoint; `Ref` on a function (or its `.Alias`) is its local name, the binary its
+CodeUri names (`target/lambda/<binary>/`), as `cargo lambda watch` calls it.
 
     scripts/stack.py --endpoint http://127.0.0.1:PORT --store s3 --prefix local \
         [--function HitsFunction|CalcWorkerFunction|...] [--env-file PATH] \
-        [--outputs PATH] [--parameter Name=Value ...]
+        [--outputs PATH [--lambda-port PORT]] [--parameter Name=Value ...]
 
---outputs PATH also writes what a local driver of the queue feature needs, as JSON (see
-`outputs()`; every value comes from the template: its Outputs, parameters and the CalcModel):
+--outputs PATH also writes what the local drivers of the queue and the pipeline need, as JSON (see
+`outputs()`; every value comes from the template: its Outputs, parameters, the CalcModel and the
+pipeline's event source mappings):
 
     {"region": "eu-west-2", "endpoint": "http://127.0.0.1:PORT", "prefix": "local",
      "calc": {"queue_url": ..., "dead_letter_queue_url": ..., "table": ..., "messages_table": ...,
               "max_x": 10, "max_receive_count": 3, "batch_size": 10,
               "batching_window_seconds": 0, "max_concurrency": 50, "timeout_seconds": 30,
               "visibility_timeout_seconds": 180, "method": "POST", "path": "/v1/calc",
-              "request_schema": {...the CalcModel JSON schema, evaluated...}}}
+              "request_schema": {...the CalcModel JSON schema, evaluated...}},
+     "pipeline": {"url": "http://127.0.0.1:PORT/lambda-url/pipeline-upstream/items",
+                  "function_url": "http://127.0.0.1:PORT/lambda-url/pipeline-upstream/",
+                  "stream": ..., "stream_mode": "PROVISIONED", "shard_count": 1,
+                  "items_table": ..., "results_table": ..., "failure_queue_url": ...,
+                  "metrics_namespace": "Pipeline/local",
+                  "functions": {"upstream": "pipeline-upstream", "midstream": ..., "downstream": ...},
+                  "midstream": {...its event source mapping, see event_source_mapping()...},
+                  "downstream": {...}}}
+
+The two URLs are where `cargo lambda watch` on --lambda-port serves upstream (its Function URL
+emulation, `/lambda-url/<function>/`, and the HTTP API route's path under it); null without
+--lambda-port.
 
 Parameter values are checked as CloudFormation would (AllowedValues, MinValue/MaxValue of
 Numbers, the template's Rules), and --outputs checks what CloudFormation cannot express
@@ -56,7 +71,9 @@ DEFAULT_REGION = "eu-west-2"
 ACCOUNT_ID = "123456789012"  # moto's default account
 # A global table is one table locally (its replicas are other regions' business).
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
-LOCAL_TYPES = (*TABLE_TYPES, "AWS::S3::Bucket", "AWS::SQS::Queue")
+STREAM_TYPE = "AWS::Kinesis::Stream"
+LOCAL_TYPES = (*TABLE_TYPES, "AWS::S3::Bucket", "AWS::SQS::Queue", STREAM_TYPE)
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 
 
 class StackError(Exception):
@@ -268,6 +285,8 @@ class Stack:
             return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
         if attribute == "Arn" and kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{name}"
+        if attribute == "Arn" and kind == STREAM_TYPE:
+            return f"arn:aws:kinesis:{self.region}:{ACCOUNT_ID}:stream/{name}"
         if kind == "AWS::SQS::Queue":
             if attribute == "Arn":
                 return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
@@ -276,7 +295,7 @@ class Stack:
             if attribute == "QueueUrl":
                 return self.queue_url(logical_id)
         raise StackError(f"Fn::GetAtt {logical_id}.{attribute} is not supported locally "
-                         "(.Arn of tables, buckets and queues; .QueueName, .QueueUrl of queues)")
+                         "(.Arn of tables, buckets, queues and Kinesis streams; .QueueName, .QueueUrl of queues)")
 
     # Values.
 
@@ -298,7 +317,23 @@ class Stack:
             return value
         if (self.template["Resources"].get(name) or {}).get("Type") == "AWS::SQS::Queue":
             return self.queue_url(name)  # as CloudFormation: Ref of a queue is its URL
+        function = name.removesuffix(".Alias")  # SAM's `!Ref Function.Alias`
+        if (self.template["Resources"].get(function) or {}).get("Type") in FUNCTION_TYPES:
+            return self.function_name(function)
         return self.physical_name(name)
+
+    def function_name(self, logical_id: str) -> str:
+        """A function's local name: the binary its CodeUri names (`target/lambda/<binary>/`),
+        which is what `cargo lambda watch` serves it as (locally there are no versions or
+        aliases: `live` is the code being watched)."""
+        resource = self.template["Resources"].get(logical_id) or {}
+        if resource.get("Type") not in FUNCTION_TYPES:
+            raise StackError(f"{logical_id} is not a function in {TEMPLATE.name}")
+        code_uri = str((resource.get("Properties") or {}).get("CodeUri", ""))
+        match = re.fullmatch(r"target/lambda/([A-Za-z0-9_-]+)/?", code_uri)
+        if match is None:
+            raise StackError(f"{logical_id}'s CodeUri {code_uri!r} is not target/lambda/<binary>/")
+        return match.group(1)
 
     def value(self, node: Any) -> Any:
         """Resolves intrinsic functions in `node`; `AWS::NoValue` removes keys and items."""
@@ -410,7 +445,7 @@ class Stack:
 
     def environment(self, function: str) -> dict[str, str]:
         resource = self.template["Resources"].get(function)
-        if resource is None or resource.get("Type") not in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+        if resource is None or resource.get("Type") not in FUNCTION_TYPES:
             raise StackError(f"{function} is not a function in {TEMPLATE.name}")
         variables: dict[str, Any] = {}
         if resource["Type"] == "AWS::Serverless::Function":
@@ -420,17 +455,85 @@ class Stack:
         resolved = self.value(variables)
         return {k: str(v) for k, v in resolved.items()}
 
+    def http_api_paths(self, function: str) -> list[str]:
+        """The paths of a SAM function's HttpApi events (e.g. ["/items"])."""
+        resource = self.template["Resources"].get(function) or {}
+        events = (resource.get("Properties") or {}).get("Events") or {}
+        return [str(self.value((event.get("Properties") or {}).get("Path")))
+                for event in events.values() if event.get("Type") == "HttpApi"]
+
+    def event_source_mapping(self, logical_id: str) -> dict[str, Any]:
+        """An AWS::Lambda::EventSourceMapping as a local poller takes it: the function's local
+        name, the source (`kinesis` with the stream's name, or `dynamodb-streams` with the table's:
+        a stream's ARN is the emulator's, found with DescribeTable), the settings (numbers
+        evaluated from the parameters; Lambda's defaults where the template leaves one out), the
+        on-failure queue's URL and the filter patterns as JSON objects."""
+        resource = self.template["Resources"].get(logical_id) or {}
+        if resource.get("Type") != "AWS::Lambda::EventSourceMapping":
+            raise StackError(f"{logical_id} is not an AWS::Lambda::EventSourceMapping in {TEMPLATE.name}")
+        properties = resource.get("Properties") or {}
+        source = properties.get("EventSourceArn")
+        if not (isinstance(source, dict) and list(source) == ["Fn::GetAtt"]):
+            raise StackError(f"{logical_id}: EventSourceArn must be a Fn::GetAtt of a stream or a table's StreamArn")
+        source_id, attribute = source["Fn::GetAtt"]
+        kind = (self.template["Resources"].get(source_id) or {}).get("Type")
+        if kind == STREAM_TYPE and attribute == "Arn":
+            mapping: dict[str, Any] = {"source": "kinesis", "stream": self.physical_name(source_id)}
+        elif kind in TABLE_TYPES and attribute == "StreamArn":
+            mapping = {"source": "dynamodb-streams", "table": self.physical_name(source_id)}
+        else:
+            raise StackError(f"{logical_id}: EventSourceArn {source_id}.{attribute} is neither a Kinesis "
+                             "stream's Arn nor a table's StreamArn")
+
+        def number(key: str, default: int) -> int:
+            value = self.value(properties[key]) if key in properties else default
+            return int(float(value))
+
+        destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        on_failure = None
+        if destination is not None:
+            if not (isinstance(destination, dict) and list(destination) == ["Fn::GetAtt"]
+                    and destination["Fn::GetAtt"][1] == "Arn"
+                    and (self.template["Resources"].get(destination["Fn::GetAtt"][0]) or {}).get("Type")
+                    == "AWS::SQS::Queue"):
+                raise StackError(f"{logical_id}: only an SQS queue's Arn is supported as the on-failure destination")
+            on_failure = self.queue_url(destination["Fn::GetAtt"][0])
+        filters = []
+        for item in ((properties.get("FilterCriteria") or {}).get("Filters") or []):
+            pattern = self.value(item.get("Pattern"))
+            try:
+                filters.append(json.loads(pattern) if isinstance(pattern, str) else pattern)
+            except json.JSONDecodeError as e:
+                raise StackError(f"{logical_id}: a filter pattern is not JSON: {e}") from None
+        function = properties.get("FunctionName")
+        mapping.update({
+            "function": str(self.value(function)),
+            "starting_position": str(self.value(properties.get("StartingPosition", "LATEST"))),
+            "batch_size": number("BatchSize", 100),
+            "batching_window_seconds": number("MaximumBatchingWindowInSeconds", 0),
+            "parallelization_factor": number("ParallelizationFactor", 1),
+            "bisect_on_error": str(self.value(properties.get("BisectBatchOnFunctionError", False))).lower() == "true",
+            "report_batch_item_failures": "ReportBatchItemFailures" in self.value(
+                properties.get("FunctionResponseTypes") or []),
+            "maximum_retry_attempts": number("MaximumRetryAttempts", -1),
+            "maximum_record_age_seconds": number("MaximumRecordAgeInSeconds", -1),
+            "on_failure_queue_url": on_failure,
+            "filters": filters,
+        })
+        return mapping
+
 
 # --- Creating the resources on the emulator. -------------------------------------------------
 
 
-def _clients(endpoint: str, region: str) -> tuple[Any, Any, Any]:
+def _clients(endpoint: str, region: str) -> tuple[Any, Any, Any, Any]:
     import boto3
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     session = boto3.session.Session(region_name=region)
-    return tuple(session.client(service, endpoint_url=endpoint) for service in ("dynamodb", "s3", "sqs"))
+    return tuple(session.client(service, endpoint_url=endpoint)  # type: ignore[return-value]
+                 for service in ("dynamodb", "s3", "sqs", "kinesis"))
 
 
 def _create_table(dynamodb: Any, stack: Stack, logical_id: str, properties: dict[str, Any]) -> str:
@@ -442,8 +545,9 @@ def _create_table(dynamodb: Any, stack: Stack, logical_id: str, properties: dict
     }
     if wanted["BillingMode"] == "PROVISIONED":
         wanted["ProvisionedThroughput"] = properties["ProvisionedThroughput"]
+    stream = _stream_specification(properties.get("StreamSpecification"))
     try:
-        dynamodb.create_table(TableName=name, **wanted)
+        dynamodb.create_table(TableName=name, **wanted, **({"StreamSpecification": stream} if stream else {}))
         dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         done = f"created table {name}"
     except dynamodb.exceptions.ResourceInUseException:
@@ -452,7 +556,47 @@ def _create_table(dynamodb: Any, stack: Stack, logical_id: str, properties: dict
             raise StackError(f"table {name} exists with key {existing['KeySchema']}, the template wants "
                              f"{wanted['KeySchema']}; use another --prefix or restart the emulator") from None
         done = f"kept table {name}"
+        current = existing.get("StreamSpecification") or {}
+        if stream and not current.get("StreamEnabled"):
+            dynamodb.update_table(TableName=name, StreamSpecification=stream)
+            done += " (stream enabled)"
+        elif stream and current.get("StreamViewType") != stream["StreamViewType"]:
+            raise StackError(f"table {name} has a {current.get('StreamViewType')} stream, the template wants "
+                             f"{stream['StreamViewType']}; use another --prefix or restart the emulator")
+    if stream:
+        done += f" (stream {stream['StreamViewType']})"
     return done + _time_to_live(dynamodb, name, properties.get("TimeToLiveSpecification"))
+
+
+def _stream_specification(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """CloudFormation's StreamSpecification (a view type means enabled) as CreateTable takes it."""
+    if not spec or not spec.get("StreamViewType"):
+        return None
+    return {"StreamEnabled": True, "StreamViewType": str(spec["StreamViewType"])}
+
+
+def _create_stream(kinesis: Any, stack: Stack, logical_id: str, properties: dict[str, Any]) -> str:
+    """A Kinesis stream with the template's mode (and shard count when provisioned); a kept one
+    must have the same, or it is an error as a table with another key is."""
+    name = stack.physical_name(logical_id)
+    mode = str((properties.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED"))
+    shards = int(float(properties["ShardCount"])) if mode == "PROVISIONED" and "ShardCount" in properties else None
+    if mode == "PROVISIONED" and shards is None:
+        raise StackError(f"{logical_id} is PROVISIONED without a ShardCount")
+    try:
+        kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": mode},
+                              **({"ShardCount": shards} if shards is not None else {}))
+        kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        done = f"created stream {name}"
+    except kinesis.exceptions.ResourceInUseException:
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        existing_mode = (summary.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")
+        if existing_mode != mode or (shards is not None and summary.get("OpenShardCount") != shards):
+            raise StackError(f"stream {name} exists as {existing_mode} with {summary.get('OpenShardCount')} "
+                             f"shards, the template wants {mode}" + (f" with {shards}" if shards else "")
+                             + "; use another --prefix or restart the emulator") from None
+        done = f"kept stream {name}"
+    return done + (f" ({mode}, {shards} shard{'' if shards == 1 else 's'})" if shards is not None else f" ({mode})")
 
 
 def _time_to_live(dynamodb: Any, name: str, spec: dict[str, Any] | None) -> str:
@@ -534,8 +678,8 @@ def _create_queue(sqs: Any, stack: Stack, logical_id: str, properties: dict[str,
 
 
 def create(stack: Stack, endpoint: str) -> list[str]:
-    """Creates the stack's tables, buckets and queues on the emulator; returns what it did."""
-    dynamodb, s3, sqs = _clients(endpoint, stack.region)
+    """Creates the stack's tables, buckets, queues and streams on the emulator; returns what it did."""
+    dynamodb, s3, sqs, kinesis = _clients(endpoint, stack.region)
     done = []
     for logical_id, resource in stack.local_resources():
         properties = stack.value(resource.get("Properties") or {})
@@ -543,6 +687,8 @@ def create(stack: Stack, endpoint: str) -> list[str]:
             done.append(_create_table(dynamodb, stack, logical_id, properties))
         elif resource["Type"] == "AWS::SQS::Queue":
             done.append(_create_queue(sqs, stack, logical_id, properties))
+        elif resource["Type"] == STREAM_TYPE:
+            done.append(_create_stream(kinesis, stack, logical_id, properties))
         else:
             done.append(_create_bucket(s3, stack, logical_id))
     return done
@@ -552,11 +698,18 @@ def create(stack: Stack, endpoint: str) -> list[str]:
 
 # POST /calc as the template declares it (scripts/calc_api.py serves the same method).
 CALC_METHOD = "CalcPostMethod"
+# The pipeline's front function and its two event source mappings (docs/pipeline.md).
+PIPELINE_UPSTREAM = "PipelineUpstreamFunction"
+PIPELINE_MAPPINGS = {"midstream": "PipelineMidstreamEventSource", "downstream": "PipelineDownstreamEventSource"}
+# Where `cargo lambda watch` listens (scripts/local).
+LOCAL_HOST = "127.0.0.1"
 
 
-def outputs(stack: Stack) -> tuple[dict[str, Any], list[str]]:
+def outputs(stack: Stack, lambda_port: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """The --outputs document (see the module docstring) and warnings. Names come from the
-    template's Outputs, numbers from its parameters, the route and schema from CALC_METHOD.
+    template's Outputs, numbers from its parameters, the route and schema from CALC_METHOD, the
+    pipeline's mappings from PIPELINE_MAPPINGS; the pipeline's URLs are on `cargo lambda watch`
+    at `lambda_port` (None without one).
     Checks what CloudFormation cannot: CalcTimeout > MaxX and CalcVisibilityTimeout >=
     CalcTimeout (errors, as they break the deployed worker), >= 6 x CalcTimeout + the batching
     window (a warning: AWS's recommendation)."""
@@ -601,8 +754,37 @@ def outputs(stack: Stack) -> tuple[dict[str, Any], list[str]]:
             "path": path,
             "request_schema": models["application/json"],
         },
+        "pipeline": _pipeline(stack, output, lambda_port),
     }
     return document, warnings
+
+
+def _pipeline(stack: Stack, output: Any, lambda_port: int | None) -> dict[str, Any]:
+    """The "pipeline" part of the --outputs document."""
+    upstream = stack.function_name(PIPELINE_UPSTREAM)
+    paths = stack.http_api_paths(PIPELINE_UPSTREAM)
+    if len(paths) != 1:
+        raise StackError(f"{PIPELINE_UPSTREAM} has {len(paths)} HttpApi events, not one")
+    function_url = f"http://{LOCAL_HOST}:{lambda_port}/lambda-url/{upstream}/" if lambda_port else None
+    mappings = {name: stack.event_source_mapping(logical_id) for name, logical_id in PIPELINE_MAPPINGS.items()}
+    mode = str(stack.parameters["PipelineStreamMode"])
+    return {
+        "url": function_url + paths[0].lstrip("/") if function_url else None,
+        "function_url": function_url,
+        "stream": output("PipelineStreamName"),
+        "stream_mode": mode,
+        "shard_count": stack.number("PipelineShardCount") if mode == "PROVISIONED" else None,
+        "items_table": output("PipelineItemsTableName"),
+        "results_table": output("PipelineResultsTableName"),
+        "failure_queue_url": output("PipelineFailureQueueUrl"),
+        "metrics_namespace": output("PipelineMetricsNamespace"),
+        "functions": {
+            "upstream": output("PipelineUpstreamFunctionName"),
+            "midstream": output("PipelineMidstreamFunctionName"),
+            "downstream": output("PipelineDownstreamFunctionName"),
+        },
+        **mappings,
+    }
 
 
 # --- Command line. --------------------------------------------------------------------------
@@ -617,7 +799,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="whose environment to print (default HitsFunction; e.g. CalcWorkerFunction)")
     parser.add_argument("--env-file", type=Path, help="write KEY=VALUE lines here instead of stdout")
     parser.add_argument("--outputs", type=Path, metavar="PATH",
-                        help="also write the queue feature's local settings here as JSON (see the docstring)")
+                        help="also write the queue's and the pipeline's local settings here as JSON (see the docstring)")
+    parser.add_argument("--lambda-port", type=int, metavar="PORT",
+                        help="the port of `cargo lambda watch` serving the functions: the pipeline's local URLs are on it")
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="any other template parameter (repeatable)")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help=argparse.SUPPRESS)
@@ -638,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         stack = Stack(load_template(args.template), args.prefix, parameters, region, args.endpoint)
         environment = stack.environment(args.function)
-        document, warnings = outputs(stack) if args.outputs else (None, [])
+        document, warnings = outputs(stack, args.lambda_port) if args.outputs else (None, [])
         for line in warnings:
             print(f"stack.py: warning: {line}", file=sys.stderr)
         for line in create(stack, args.endpoint):

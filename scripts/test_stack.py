@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Self-test of scripts/stack.py and scripts/calc_api.py against moto (plain unittest, no pytest).
+"""Self-test of scripts/stack.py and scripts/calc_api.py against moto (plain unittest; pytest runs it too).
 
     .venv/bin/python scripts/test_stack.py        (or just scripts/test_stack.py)
 
@@ -152,6 +152,87 @@ class StackAgainstMoto(unittest.TestCase):
         self.assertEqual(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])
                          ["Attributes"]["VisibilityTimeout"], "180")
 
+    def test_the_pipeline_stream_tables_and_failure_queue_are_created_as_the_template_declares(self) -> None:
+        prefix = unique_prefix("p")
+        code, out, err = run("--prefix", prefix, "--function", "PipelineMidstreamFunction")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out, f"NO_COLOR=1\nPIPELINE_ITEMS_TABLE={prefix}-pipelineitemstable\n")
+        kinesis = boto3.client("kinesis", endpoint_url=ENDPOINT, region_name=REGION)
+        summary = kinesis.describe_stream_summary(StreamName=f"{prefix}-pipelinestream")["StreamDescriptionSummary"]
+        self.assertEqual((summary["StreamModeDetails"]["StreamMode"], summary["OpenShardCount"]), ("PROVISIONED", 1))
+        items = self.dynamodb.describe_table(TableName=f"{prefix}-pipelineitemstable")["Table"]
+        self.assertEqual(items["KeySchema"], [{"AttributeName": "id", "KeyType": "HASH"}])
+        self.assertEqual(items["AttributeDefinitions"], [{"AttributeName": "id", "AttributeType": "S"}])
+        self.assertEqual(items["StreamSpecification"], {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+        self.assertIn("/stream/", items["LatestStreamArn"])
+        results = self.dynamodb.describe_table(TableName=f"{prefix}-pipelineresultstable")["Table"]
+        self.assertNotIn("StreamSpecification", results)
+        for table in ("pipelineitemstable", "pipelineresultstable"):
+            ttl = self.dynamodb.describe_time_to_live(TableName=f"{prefix}-{table}")["TimeToLiveDescription"]
+            self.assertEqual((ttl["TimeToLiveStatus"], ttl["AttributeName"]), ("ENABLED", "expires"), table)
+        sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name=REGION)
+        queue_url = sqs.get_queue_url(QueueName=f"{prefix}-pipelinefailurequeue")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual(attributes["MessageRetentionPeriod"], "1209600")
+        # Again: all kept. Another shard count on the kept stream is refused, as another key is.
+        code, _, err = run("--prefix", prefix, "--function", "PipelineMidstreamFunction")
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"kept stream {prefix}-pipelinestream (PROVISIONED, 1 shard)", err)
+        self.assertIn(f"kept table {prefix}-pipelineitemstable (stream NEW_IMAGE)", err)
+        code, out, err = run("--prefix", prefix, "--parameter", "PipelineShardCount=2")
+        self.assertEqual((code, out), (2, ""))
+        self.assertIn("exists as PROVISIONED with 1 shards, the template wants PROVISIONED with 2", err)
+
+    def test_an_on_demand_stream_has_no_shard_count_and_a_kept_table_gets_its_stream(self) -> None:
+        prefix = unique_prefix("o")
+        # A table from before the stream was in the template: same key, no stream.
+        self.dynamodb.create_table(TableName=f"{prefix}-pipelineitemstable", BillingMode="PAY_PER_REQUEST",
+                                   KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                   AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        code, _, err = run("--prefix", prefix, "--parameter", "PipelineStreamMode=ON_DEMAND")
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"created stream {prefix}-pipelinestream (ON_DEMAND)", err)
+        self.assertIn(f"kept table {prefix}-pipelineitemstable (stream enabled)", err)
+        kinesis = boto3.client("kinesis", endpoint_url=ENDPOINT, region_name=REGION)
+        summary = kinesis.describe_stream_summary(StreamName=f"{prefix}-pipelinestream")["StreamDescriptionSummary"]
+        self.assertEqual(summary["StreamModeDetails"]["StreamMode"], "ON_DEMAND")
+        items = self.dynamodb.describe_table(TableName=f"{prefix}-pipelineitemstable")["Table"]
+        self.assertEqual(items["StreamSpecification"], {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+
+    def test_the_pipeline_outputs_name_the_local_urls_the_resources_and_both_mappings(self) -> None:
+        prefix = unique_prefix("po")
+        with tempfile.TemporaryDirectory() as tmp:
+            outputs_file = Path(tmp) / "outputs.json"
+            code, _, err = run("--prefix", prefix, "--outputs", str(outputs_file), "--lambda-port", "9123",
+                               "--parameter", "PipelineBatchSize=10", "--parameter", "PipelineParallelizationFactor=4")
+            self.assertEqual(code, 0, err)
+            pipeline = json.loads(outputs_file.read_text())["pipeline"]
+            code, _, err = run("--prefix", prefix, "--outputs", str(outputs_file))
+            self.assertEqual(code, 0, err)
+            without_port = json.loads(outputs_file.read_text())["pipeline"]
+        sqs = boto3.client("sqs", endpoint_url=ENDPOINT, region_name=REGION)
+        queue_url = sqs.get_queue_url(QueueName=f"{prefix}-pipelinefailurequeue")["QueueUrl"]
+        self.assertEqual((pipeline["url"], pipeline["function_url"]),
+                         ("http://127.0.0.1:9123/lambda-url/pipeline-upstream/items",
+                          "http://127.0.0.1:9123/lambda-url/pipeline-upstream/"))
+        self.assertEqual((without_port["url"], without_port["function_url"]), (None, None))
+        self.assertEqual((pipeline["stream"], pipeline["stream_mode"], pipeline["shard_count"]),
+                         (f"{prefix}-pipelinestream", "PROVISIONED", 1))
+        self.assertEqual((pipeline["items_table"], pipeline["results_table"], pipeline["failure_queue_url"]),
+                         (f"{prefix}-pipelineitemstable", f"{prefix}-pipelineresultstable", queue_url))
+        self.assertEqual(pipeline["metrics_namespace"], f"Pipeline/{prefix}")
+        self.assertEqual(pipeline["functions"], {"upstream": "pipeline-upstream", "midstream": "pipeline-midstream",
+                                                 "downstream": "pipeline-downstream"})
+        shared = {"starting_position": "LATEST", "batch_size": 10, "batching_window_seconds": 0,
+                  "parallelization_factor": 4, "bisect_on_error": True, "report_batch_item_failures": True,
+                  "maximum_retry_attempts": 3, "maximum_record_age_seconds": 3600, "on_failure_queue_url": queue_url}
+        self.assertEqual(pipeline["midstream"], {"source": "kinesis", "stream": f"{prefix}-pipelinestream",
+                                                 "function": "pipeline-midstream", "filters": [], **shared})
+        self.assertEqual(pipeline["downstream"], {"source": "dynamodb-streams", "table": f"{prefix}-pipelineitemstable",
+                                                  "function": "pipeline-downstream",
+                                                  "filters": [{"eventName": ["INSERT"]}], **shared})
+        self.assertEqual(without_port["midstream"]["batch_size"], 100, "the parameter's default")
+
     def test_what_cloudformation_would_refuse_is_refused(self) -> None:
         cases = [
             (["--parameter", "CalcBatchSize=11"], "rule CalcBatchingWindowForLargeBatches fails"),
@@ -214,6 +295,23 @@ class Evaluation(unittest.TestCase):
         properties = s.value(s.template["Resources"]["CalcQueue"]["Properties"])
         self.assertEqual(properties["RedrivePolicy"]["deadLetterTargetArn"],
                          "arn:aws:sqs:eu-west-2:123456789012:p-calcdeadletterqueue")
+
+    def test_functions_resolve_to_their_binaries_and_the_pipelines_environment_to_local_names(self) -> None:
+        s = stack.Stack(stack.load_template(), "p", {}, "eu-west-2")
+        self.assertEqual(s.value({"Ref": "PipelineUpstreamFunction"}), "pipeline-upstream")
+        self.assertEqual(s.value({"Ref": "PipelineMidstreamFunction.Alias"}), "pipeline-midstream")
+        self.assertEqual(s.value({"Ref": "HitsFunction"}), "hits")
+        self.assertEqual(s.value({"Fn::GetAtt": ["PipelineStream", "Arn"]}),
+                         "arn:aws:kinesis:eu-west-2:123456789012:stream/p-pipelinestream")
+        self.assertEqual(s.environment("PipelineUpstreamFunction"), {"NO_COLOR": "1", "PIPELINE_STREAM": "p-pipelinestream"})
+        self.assertEqual(s.environment("PipelineDownstreamFunction"),
+                         {"NO_COLOR": "1", "PIPELINE_RESULTS_TABLE": "p-pipelineresultstable",
+                          "PIPELINE_METRICS_NAMESPACE": "Pipeline/p"})
+        self.assertEqual(s.http_api_paths("PipelineUpstreamFunction"), ["/items"])
+        with self.assertRaises(stack.StackError):
+            s.event_source_mapping("PipelineMidstreamFunction")  # a function, not a mapping
+        with self.assertRaises(stack.StackError):
+            s.value({"Fn::GetAtt": ["PipelineItemsTable", "StreamArn"]})  # the emulator's, not knowable here
 
     def test_the_calc_route_and_schema_follow_the_parameters(self) -> None:
         s = stack.Stack(stack.load_template(), "p", {"MaxX": "2.5"}, "eu-west-2")

@@ -20,7 +20,14 @@ what the README promises, on the CloudFormation SAM generates (the same aws-sam-
     page on S3, other paths nowhere (API Gateway's 404), each function route allowed to invoke
     the alias;
   - POST /calc answers 200 {"messageId": ...} when SQS takes the message, as the seed's driver
-    expects, and the stage serves a deployment made after the method.
+    expects, and the stage serves a deployment made after the method;
+  - the pipeline (issue 15): POST /items and a Function URL on upstream's alias, both event
+    source mappings with the settings docs/lambda-operations.md describes (LATEST, no batching
+    window, the parameters, bisect, ReportBatchItemFailures, on-failure to the queue, INSERTs
+    only downstream), the items table's NEW_IMAGE stream and both tables' TTL, each function's
+    role naming only its own resources and no managed policy beyond logs and X-Ray, the Outputs
+    the driver reads;
+  - cfn-lint and `sam validate --lint` pass (scripts/test runs them too, on every template).
 A check that the generated template cannot fail is no check: each test also breaks a copy of the
 template and expects the check to notice.
 """
@@ -32,7 +39,9 @@ import fnmatch
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,7 @@ if __name__ == "__main__" and Path(sys.prefix).resolve() != VENV.resolve() and (
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import stack  # noqa: E402  (after the re-exec into the venv)
+import test_hosting  # noqa: E402  (its cfn-lint runner and tool lookup)
 
 # How SAM's OpenAPI body spells an ANY route's method.
 ANY = "x-amazon-apigateway-any-method"
@@ -55,6 +65,9 @@ SERVING = {
     "IngestFunction": "IngestErrorsAlarm",
     "IngestTransformFunction": "IngestTransformErrorsAlarm",
     "CalcWorkerFunction": "CalcWorkerErrorsAlarm",
+    "PipelineUpstreamFunction": "PipelineUpstreamErrorsAlarm",
+    "PipelineMidstreamFunction": "PipelineMidstreamErrorsAlarm",
+    "PipelineDownstreamFunction": "PipelineDownstreamErrorsAlarm",
 }
 
 
@@ -95,7 +108,9 @@ def problems(out: dict[str, Any]) -> list[str]:
 
     for name, resource in resources.items():
         kind, props = resource["Type"], resource.get("Properties", {})
-        if kind == "AWS::Lambda::Url" and targets(props.get("TargetFunctionArn")) != json.dumps({"Ref": alias_of.get("HitsFunction")}):
+        # SAM names a function's URL <function>Url.
+        if kind == "AWS::Lambda::Url" and targets(props.get("TargetFunctionArn")) != json.dumps(
+                {"Ref": alias_of.get(name.removesuffix("Url"))}):
             found.append(f"{name} is not on the alias")
         if kind == "AWS::Lambda::EventSourceMapping" and "Aliaslive" not in targets(props.get("FunctionName")):
             found.append(f"{name} (event source) does not call the alias")
@@ -159,6 +174,8 @@ HTTP_API_CONTRACT: dict[tuple[str, str], str | None] = {
     ("HEAD", "/"): "page",
     ("POST", "/"): "HitsFunction",          # 405
     ("POST", "/events"): "IngestFunction",
+    ("POST", "/items"): "PipelineUpstreamFunction",
+    ("GET", "/items"): None,
     ("GET", "/nope"): None,
     ("GET", "/hits/1"): None,
 }
@@ -246,6 +263,154 @@ def calc_problems(out: dict[str, Any]) -> list[str]:
     return found
 
 
+# --- The pipeline (issue 15). ----------------------------------------------------------------
+
+# What both stream mappings share (docs/lambda-operations.md, "Stream event sources").
+MAPPING_SETTINGS = {
+    "StartingPosition": "LATEST",
+    "MaximumBatchingWindowInSeconds": 0,
+    "BatchSize": {"Ref": "PipelineBatchSize"},
+    "ParallelizationFactor": {"Ref": "PipelineParallelizationFactor"},
+    "BisectBatchOnFunctionError": True,
+    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    "MaximumRetryAttempts": {"Ref": "PipelineMaxRetryAttempts"},
+    "MaximumRecordAgeInSeconds": {"Ref": "PipelineMaxRecordAgeSeconds"},
+    "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["PipelineFailureQueue", "Arn"]}}},
+}
+# mapping -> (the function whose alias it invokes, its source, its filters' patterns)
+PIPELINE_MAPPINGS = {
+    "PipelineMidstreamEventSource": ("PipelineMidstreamFunction", {"Fn::GetAtt": ["PipelineStream", "Arn"]}, None),
+    "PipelineDownstreamEventSource": ("PipelineDownstreamFunction", {"Fn::GetAtt": ["PipelineItemsTable", "StreamArn"]},
+                                      [{"eventName": ["INSERT"]}]),
+}
+KINESIS_READ = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:ListStreams", "kinesis:SubscribeToShard"]
+DYNAMODB_STREAM_READ = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                        "dynamodb:ListStreams"]
+FAILURE_QUEUE = {"Fn::GetAtt": ["PipelineFailureQueue", "Arn"]}
+# function -> every statement of its role's inline policy: (actions, resource). Nothing else.
+PIPELINE_POLICIES = {
+    "PipelineUpstreamFunction": [
+        (["kinesis:DescribeStreamSummary", "kinesis:PutRecord"], {"Fn::GetAtt": ["PipelineStream", "Arn"]}),
+    ],
+    "PipelineMidstreamFunction": [
+        (["dynamodb:PutItem"], {"Fn::GetAtt": ["PipelineItemsTable", "Arn"]}),
+        (KINESIS_READ, {"Fn::GetAtt": ["PipelineStream", "Arn"]}),
+        (["sqs:SendMessage"], FAILURE_QUEUE),
+    ],
+    "PipelineDownstreamFunction": [
+        (["dynamodb:PutItem"], {"Fn::GetAtt": ["PipelineResultsTable", "Arn"]}),
+        (DYNAMODB_STREAM_READ, {"Fn::Sub": "${PipelineItemsTable.Arn}/stream/*"}),
+        (["sqs:SendMessage"], FAILURE_QUEUE),
+    ],
+}
+# What SAM attaches for logs and Tracing; any other managed policy is wider than the function.
+ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+                            "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+PIPELINE_ENVIRONMENT = {
+    "PipelineUpstreamFunction": {"PIPELINE_STREAM": {"Ref": "PipelineStream"}},
+    "PipelineMidstreamFunction": {"PIPELINE_ITEMS_TABLE": {"Ref": "PipelineItemsTable"}},
+    "PipelineDownstreamFunction": {"PIPELINE_RESULTS_TABLE": {"Ref": "PipelineResultsTable"},
+                                   "PIPELINE_METRICS_NAMESPACE": {"Fn::Sub": "Pipeline/${AWS::StackName}"}},
+}
+# The outputs the driver and docs/pipeline.md name (the contract of issue 15).
+PIPELINE_OUTPUTS = ["PipelineUrl", "PipelineFunctionUrl", "PipelineStreamName", "PipelineItemsTableName",
+                    "PipelineResultsTableName", "PipelineFailureQueueUrl", "PipelineUpstreamFunctionName",
+                    "PipelineMidstreamFunctionName", "PipelineDownstreamFunctionName"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def pipeline_problems(out: dict[str, Any]) -> list[str]:
+    """What is wrong with the pipeline's wiring in the generated template."""
+    found: list[str] = []
+    resources = out["Resources"]
+
+    def props(name: str) -> dict[str, Any]:
+        return resources.get(name, {}).get("Properties", {})
+
+    for mapping, (function, source, patterns) in PIPELINE_MAPPINGS.items():
+        if resources.get(mapping, {}).get("Type") != "AWS::Lambda::EventSourceMapping":
+            found.append(f"{mapping} is not an event source mapping")
+            continue
+        p = props(mapping)
+        if p.get("FunctionName") != {"Ref": f"{function}Aliaslive"}:
+            found.append(f"{mapping} invokes {p.get('FunctionName')}, not {function}'s alias live")
+        if p.get("EventSourceArn") != source:
+            found.append(f"{mapping} reads {p.get('EventSourceArn')}, not {source}")
+        for key, want in MAPPING_SETTINGS.items():
+            if p.get(key) != want:
+                found.append(f"{mapping}: {key} is {p.get(key)!r}, not {want!r}")
+        filters = [json.loads(f["Pattern"]) for f in p.get("FilterCriteria", {}).get("Filters", [])] or None
+        if filters != patterns:
+            found.append(f"{mapping} filters {filters}, not {patterns}")
+    # The functions' own mappings are the only ones; a SAM Kinesis/DynamoDB event would add a
+    # second (and a managed policy on every stream).
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping" and "Pipeline" in json.dumps(
+                resource["Properties"].get("FunctionName")) and name not in PIPELINE_MAPPINGS:
+            found.append(f"{name} is another event source mapping of a pipeline function")
+
+    items, results = props("PipelineItemsTable"), props("PipelineResultsTable")
+    if items.get("StreamSpecification") != {"StreamViewType": "NEW_IMAGE"}:
+        found.append(f"PipelineItemsTable's stream is {items.get('StreamSpecification')}, not NEW_IMAGE")
+    if "StreamSpecification" in results:
+        found.append("PipelineResultsTable has a stream nothing reads")
+    for table, p in (("PipelineItemsTable", items), ("PipelineResultsTable", results)):
+        if p.get("TimeToLiveSpecification") != {"AttributeName": "expires", "Enabled": True}:
+            found.append(f"{table}'s TTL is {p.get('TimeToLiveSpecification')}, not on expires")
+        if p.get("KeySchema") != [{"AttributeName": "id", "KeyType": "HASH"}] or \
+                p.get("AttributeDefinitions") != [{"AttributeName": "id", "AttributeType": "S"}]:
+            found.append(f"{table} is not keyed by id (S)")
+    if props("PipelineStream").get("ShardCount") != {
+            "Fn::If": ["PipelineStreamProvisioned", {"Ref": "PipelineShardCount"}, {"Ref": "AWS::NoValue"}]}:
+        found.append("PipelineStream's ShardCount is not PipelineShardCount when provisioned and absent on demand")
+    if props("PipelineStream").get("StreamModeDetails") != {"StreamMode": {"Ref": "PipelineStreamMode"}}:
+        found.append("PipelineStream's mode is not PipelineStreamMode")
+
+    for function, wanted in PIPELINE_POLICIES.items():
+        role = props(f"{function}Role")
+        extra = set(role.get("ManagedPolicyArns", [])) - ALLOWED_MANAGED_POLICIES
+        if extra:
+            found.append(f"{function}'s role has managed policies {sorted(extra)}")
+        statements = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+        got = {(tuple(sorted(_as_list(s["Action"]))), json.dumps(s.get("Resource"), sort_keys=True))
+               for s in statements if s.get("Effect") == "Allow"}
+        want = {(tuple(sorted(actions)), json.dumps(resource, sort_keys=True)) for actions, resource in wanted}
+        for actions, resource in sorted(got - want):
+            found.append(f"{function} may {list(actions)} on {resource}, which is not only its own call")
+        for actions, resource in sorted(want - got):
+            found.append(f"{function} may not {list(actions)} on {resource}")
+        variables = props(function).get("Environment", {}).get("Variables", {})
+        for key, value in PIPELINE_ENVIRONMENT[function].items():
+            if variables.get(key) != value:
+                found.append(f"{function}'s {key} is {variables.get(key)}, not {value}")
+    missing = [name for name in PIPELINE_OUTPUTS if name not in out.get("Outputs", {})]
+    if missing:
+        found.append(f"outputs missing: {missing}")
+    return found
+
+
+def _run(*command: str) -> list[str]:
+    """A tool's complaints ([] when it exits 0)."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return []
+    return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()] or \
+        [f"{command[0]} exited {done.returncode}"]
+
+
+def sam_validate_lint(path: Path) -> list[str]:
+    tool = test_hosting._tool("sam")
+    if tool is None:
+        return ["sam is not installed (scripts/bootstrap installs it into .venv)"]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-2"
+    return _run(tool, "validate", "--lint", "--region", region, "--template", str(path))
+
+
+
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text()
 
 
@@ -289,7 +454,8 @@ class GeneratedTemplate(unittest.TestCase):
 
     def test_tracing_follows_its_parameter_except_where_it_is_switched_off(self) -> None:
         resources = self.out["Resources"]
-        for name in ("HitsFunction", "IngestFunction", "CalcWorkerFunction"):
+        for name in ("HitsFunction", "IngestFunction", "CalcWorkerFunction", "PipelineUpstreamFunction",
+                     "PipelineMidstreamFunction", "PipelineDownstreamFunction"):
             self.assertEqual(resources[name]["Properties"]["TracingConfig"], {"Mode": {"Ref": "Tracing"}}, name)
         for name in ("ProbeFunction", "IngestTransformFunction"):
             self.assertNotIn("TracingConfig", resources[name]["Properties"], name)
@@ -343,6 +509,104 @@ class FrontDoors(unittest.TestCase):
         deployment = broken["Resources"]["CalcApiStage"]["Properties"]["DeploymentId"]["Ref"]
         broken["Resources"][deployment]["DependsOn"].remove("CalcPostMethod")
         self.assertEqual(calc_problems(broken), ["CalcApi's stage does not serve a deployment made after CalcPostMethod"])
+
+
+class Pipeline(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.out = transform(TEMPLATE_TEXT)
+
+    def test_the_pipeline_mappings_tables_policies_environment_and_outputs_are_wired_as_documented(self) -> None:
+        self.assertEqual(pipeline_problems(self.out), [])
+
+    def test_post_items_and_the_function_url_reach_upstreams_live_alias(self) -> None:
+        routes = http_api_routes(self.out)
+        self.assertEqual({k: v for k, v in routes.items() if v == "PipelineUpstreamFunction"},
+                         {("POST", "/items"): "PipelineUpstreamFunction"})
+        self.assertEqual(routing_problems(self.out), [])  # and API Gateway may invoke the alias
+        self.assertEqual(self.out["Resources"]["PipelineUpstreamFunctionUrl"]["Properties"]["TargetFunctionArn"],
+                         {"Ref": "PipelineUpstreamFunctionAliaslive"})
+        self.assertEqual(self.out["Outputs"]["PipelineFunctionUrl"]["Value"],
+                         {"Fn::GetAtt": ["PipelineUpstreamFunctionUrl", "FunctionUrl"]})
+
+    def test_the_pipeline_check_notices_a_lost_setting_filter_destination_or_a_wider_policy(self) -> None:
+        # The midstream mapping comes first in the template: count=1 breaks it alone.
+        cases = {
+            "FunctionResponseTypes: [ReportBatchItemFailures]\n      BisectBatchOnFunctionError": (
+                "BisectBatchOnFunctionError", "PipelineMidstreamEventSource: FunctionResponseTypes is None"),
+            "BisectBatchOnFunctionError: true": (
+                "BisectBatchOnFunctionError: false", "PipelineMidstreamEventSource: BisectBatchOnFunctionError"),
+            "StartingPosition: LATEST": (
+                "StartingPosition: TRIM_HORIZON", "PipelineMidstreamEventSource: StartingPosition is 'TRIM_HORIZON'"),
+            "MaximumBatchingWindowInSeconds: 0\n      BatchSize": (
+                "MaximumBatchingWindowInSeconds: 5\n      BatchSize", "MaximumBatchingWindowInSeconds is 5"),
+            """'{"eventName": ["INSERT"]}'""": (
+                """'{"eventName": ["INSERT", "MODIFY"]}'""", "PipelineDownstreamEventSource filters"),
+            "StreamViewType: NEW_IMAGE": ("StreamViewType: KEYS_ONLY", "PipelineItemsTable's stream is"),
+            "Resource: !GetAtt PipelineStream.Arn": ('Resource: "*"', "PipelineUpstreamFunction may ["),
+            "Action: dynamodb:PutItem\n              Resource: !GetAtt PipelineItemsTable.Arn": (
+                "Action: [dynamodb:PutItem, dynamodb:DeleteItem]\n              Resource: !GetAtt PipelineItemsTable.Arn",
+                "PipelineMidstreamFunction may ['dynamodb:DeleteItem', 'dynamodb:PutItem']"),
+            "PIPELINE_RESULTS_TABLE: !Ref PipelineResultsTable": (
+                "PIPELINE_RESULTS_TABLE: !Ref PipelineItemsTable", "PipelineDownstreamFunction's PIPELINE_RESULTS_TABLE"),
+        }
+        for old, (new, message) in cases.items():
+            with self.subTest(old=old):
+                self.assertIn(old, TEMPLATE_TEXT)
+                found = " | ".join(pipeline_problems(transform(TEMPLATE_TEXT.replace(old, new, 1))))
+                self.assertIn(message, found)
+        broken = TEMPLATE_TEXT.replace(
+            "      DestinationConfig:\n        OnFailure:\n          Destination: !GetAtt PipelineFailureQueue.Arn\n", "", 1)
+        self.assertIn("PipelineMidstreamEventSource: DestinationConfig is None", " ".join(pipeline_problems(transform(broken))))
+        broken = TEMPLATE_TEXT.replace("FunctionName: !Ref PipelineDownstreamFunction.Alias",
+                                       "FunctionName: !Ref PipelineDownstreamFunction", 1)
+        found = " ".join(pipeline_problems(transform(broken)) + problems(transform(broken)))
+        self.assertIn("PipelineDownstreamEventSource invokes", found)
+        self.assertIn("PipelineDownstreamEventSource (event source) does not call the alias", found)
+        # What a SAM Kinesis event would do: a managed policy on every stream, a second mapping.
+        broken = copy.deepcopy(self.out)
+        broken["Resources"]["PipelineMidstreamFunctionRole"]["Properties"]["ManagedPolicyArns"].append(
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaKinesisExecutionRole")
+        broken["Resources"]["PipelineMidstreamFunctionStream"] = copy.deepcopy(
+            broken["Resources"]["PipelineMidstreamEventSource"])
+        found = " ".join(pipeline_problems(broken))
+        self.assertIn("PipelineMidstreamFunction's role has managed policies", found)
+        self.assertIn("PipelineMidstreamFunctionStream is another event source mapping", found)
+        broken = copy.deepcopy(self.out)
+        del broken["Outputs"]["PipelineFailureQueueUrl"]
+        self.assertEqual(pipeline_problems(broken), ["outputs missing: ['PipelineFailureQueueUrl']"])
+        broken = TEMPLATE_TEXT.replace("Alarms: [!Ref PipelineMidstreamErrorsAlarm]", "Alarms: [!Ref HitsErrorsAlarm]", 1)
+        self.assertIn("PipelineMidstreamFunction's deployment does not watch", " ".join(problems(transform(broken))))
+
+    def test_the_stream_takes_a_shard_count_only_when_provisioned(self) -> None:
+        template = stack.load_template()
+        properties = template["Resources"]["PipelineStream"]["Properties"]
+        provisioned = stack.Stack(template, "t", {"PipelineShardCount": "4"}, "eu-west-2").value(properties)
+        self.assertEqual((provisioned["StreamModeDetails"], provisioned["ShardCount"]),
+                         ({"StreamMode": "PROVISIONED"}, "4"))
+        on_demand = stack.Stack(template, "t", {"PipelineStreamMode": "ON_DEMAND"}, "eu-west-2").value(properties)
+        self.assertEqual(on_demand["StreamModeDetails"], {"StreamMode": "ON_DEMAND"})
+        self.assertNotIn("ShardCount", on_demand)
+        self.assertEqual(pipeline_problems(transform(TEMPLATE_TEXT, {"PipelineStreamMode": "ON_DEMAND"})), [])
+
+
+class Lint(unittest.TestCase):
+    """cfn-lint and `sam validate --lint` on template.yaml (scripts/test runs them on every template)."""
+
+    def test_cfn_lint_and_sam_validate_lint_pass(self) -> None:
+        path = ROOT / "template.yaml"
+        self.assertEqual(test_hosting.cfn_lint(path), [])
+        self.assertEqual(sam_validate_lint(path), [])
+
+    def test_the_linters_catch_a_misspelt_mapping_property(self) -> None:
+        broken = TEMPLATE_TEXT.replace("ParallelizationFactor: !Ref PipelineParallelizationFactor",
+                                       "ParallelisationFactor: !Ref PipelineParallelizationFactor", 1)
+        self.assertNotEqual(broken, TEMPLATE_TEXT)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "template.yaml"
+            path.write_text(broken)
+            self.assertTrue(any("ParallelisationFactor" in p for p in test_hosting.cfn_lint(path)))
+            self.assertTrue(any("ParallelisationFactor" in p for p in sam_validate_lint(path)))
 
 
 class ReplicaRegions(unittest.TestCase):
