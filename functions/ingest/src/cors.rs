@@ -10,9 +10,14 @@
 //!   `Access-Control-Max-Age: 7200` (Chromium's cap).
 //! * Every `/events` response carries `Access-Control-Allow-Origin`: `*` when any origin is
 //!   allowed (the default, as the original service answered), else the request's own `Origin`
-//!   when it is in the list, with `Vary: Origin` on every response so a cache never hands one
-//!   origin's answer to another; and `Access-Control-Expose-Headers: retry-after`, so a page can
-//!   honour a 503's `Retry-After`.
+//!   when it is in the list, with `Access-Control-Allow-Credentials: true` and `Vary: Origin` on
+//!   every response so a cache never hands one origin's answer to another; and
+//!   `Access-Control-Expose-Headers: retry-after`, so a page can honour a 503's `Retry-After`.
+//! * Credentials: `navigator.sendBeacon` always sends them, and a credentialed request passes
+//!   CORS only with the page's own origin and `Allow-Credentials` — never with `*` (Fetch
+//!   standard). A string beacon (`text/plain`) needs no preflight and arrives either way; a beacon
+//!   that is preflighted (a `Blob` of `application/json`) passes only for listed origins. The
+//!   service reads no cookies, so a listed origin's credentials give it nothing more.
 //! * An origin not in the list gets no CORS headers at all, and the request is handled exactly as
 //!   without CORS: a `POST` is taken or refused as the contract says (a browser then hides the
 //!   answer from the page; a preflight without the headers stops the browser before it posts).
@@ -132,6 +137,11 @@ pub async fn layer(State(origins): State<Arc<AllowedOrigins>>, request: Request,
         return response;
     };
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    if matches!(*origins, AllowedOrigins::List(_)) {
+        // `navigator.sendBeacon` always sends credentials, so a beacon that needs a preflight
+        // (a JSON Blob) passes only with the page's own origin and this; `*` never allows it.
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
     if preflight {
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
         headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));

@@ -414,6 +414,7 @@ async fn the_preflight_of_events_is_answered_204_with_the_method_the_headers_and
         }
         assert_eq!(header_of(&r, header::ACCESS_CONTROL_MAX_AGE), Some("7200"), "{host}");
         assert_eq!(header_of(&r, header::VARY), None, "{host}: `*` does not depend on the origin");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None, "{host}: never with `*`");
         // The answer to the POST itself, its errors included, may be read by the page.
         let r = send(&ingest, post("/events", event(1).to_string())).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{host}");
@@ -447,9 +448,12 @@ async fn with_a_list_of_origins_an_allowed_origin_gets_itself_back_with_vary_ori
             assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some(page), "{host}");
             assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_METHODS), Some("POST"), "{host}");
             assert_eq!(header_of(&r, header::VARY), Some("origin"), "{host}");
+            // A beacon sends credentials: a preflighted one (a JSON Blob) passes only with these.
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), Some("true"), "{host}");
             let r = send_from(&ingest, &origins, beacon(page, "/events", event(1).to_string())).await;
             assert_eq!(r.status, StatusCode::ACCEPTED, "{host}");
             assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some(page), "{host}");
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), Some("true"), "{host}");
             assert_eq!(header_of(&r, header::VARY), Some("origin"), "{host}");
         }
         // Browsers send the origin in lower case; a configured `HTTPS://Shop.example` matches it.
@@ -470,6 +474,7 @@ async fn a_disallowed_origin_gets_no_cors_headers_and_its_request_is_still_handl
             header::ACCESS_CONTROL_ALLOW_METHODS,
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             header::ACCESS_CONTROL_MAX_AGE,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
         ] {
             assert_eq!(header_of(&r, name.clone()), None, "{host}: {name}");
         }
