@@ -372,7 +372,7 @@ fn beacon(origin: &str, uri: &str, body: String) -> Request<Body> {
         .unwrap()
 }
 
-fn header_of<'a>(r: &'a Reply, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(r: &Reply, name: header::HeaderName) -> Option<&str> {
     r.headers.get(name).map(|v| v.to_str().unwrap())
 }
 
