@@ -19,6 +19,10 @@ what the README promises, on the CloudFormation SAM generates (the same aws-sam-
     them as on the Function URL: functions/hits/tests/lambda_events.rs), GET and HEAD / to the
     page on S3, other paths nowhere (API Gateway's 404), each function route allowed to invoke
     the alias;
+  - CORS on /events is the ingest router's alone (functions/ingest/src/cors.rs): the preflight
+    reaches the function, neither HitsApi nor a Function URL of IngestFunction answers CORS
+    itself (either would override the router's headers), and the function's allowed origins are
+    the IngestAllowedOrigins parameter (default *), whose pattern takes what the router takes;
   - POST /calc answers 200 {"messageId": ...} when SQS takes the message, as the seed's driver
     expects, and the stage serves a deployment made after the method;
   - the pipeline (issue 15): POST /items and a Function URL on upstream's alias, both event
@@ -176,6 +180,8 @@ HTTP_API_CONTRACT: dict[tuple[str, str], str | None] = {
     ("POST", "/events"): "IngestFunction",
     ("POST", "/items"): "PipelineUpstreamFunction",
     ("GET", "/items"): None,
+    ("OPTIONS", "/events"): "IngestFunction",  # 204, the CORS preflight (functions/ingest/src/cors.rs)
+    ("GET", "/events"): "IngestFunction",      # 405 with Allow
     ("GET", "/nope"): None,
     ("GET", "/hits/1"): None,
 }
@@ -234,6 +240,29 @@ def routing_problems(out: dict[str, Any]) -> list[str]:
         if not any(json.dumps(p.get("FunctionName")) == json.dumps({"Ref": f"{target}Aliaslive"})
                    and fnmatch.fnmatchcase(arn, source_arn(p)) for p in permissions):
             found.append(f"the route {method} {path} may not invoke {target}'s alias")
+    return found
+
+
+def cors_problems(out: dict[str, Any]) -> list[str]:
+    """Where a front door of IngestFunction would answer CORS itself (an HTTP API's
+    CorsConfiguration or a Function URL's Cors answer preflights and replace the function's
+    headers), or the function's allowed origins are not the IngestAllowedOrigins parameter."""
+    found = []
+    resources = out["Resources"]
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::ApiGatewayV2::Api" and (
+                "CorsConfiguration" in props or "x-amazon-apigateway-cors" in props.get("Body", {})):
+            found.append(f"{name} answers CORS itself, over the ingest router's headers")
+        if resource["Type"] == "AWS::Lambda::Url" and "IngestFunction" in json.dumps(props.get("TargetFunctionArn")) \
+                and "Cors" in props:
+            found.append(f"{name} answers CORS itself, over the ingest router's headers")
+    variables = resources["IngestFunction"]["Properties"].get("Environment", {}).get("Variables", {})
+    if variables.get("INGEST_ALLOWED_ORIGINS") != {"Ref": "IngestAllowedOrigins"}:
+        found.append(f"IngestFunction's INGEST_ALLOWED_ORIGINS is {variables.get('INGEST_ALLOWED_ORIGINS')}, "
+                     "not the IngestAllowedOrigins parameter")
+    if out["Parameters"].get("IngestAllowedOrigins", {}).get("Default") != "*":
+        found.append("IngestAllowedOrigins does not default to * (the seed's answer)")
     return found
 
 
@@ -493,6 +522,35 @@ class FrontDoors(unittest.TestCase):
         broken = copy.deepcopy(self.out)
         del broken["Resources"]["HitsFunctionHealthzPermission"]
         self.assertEqual(routing_problems(broken), ["the route ANY /healthz may not invoke HitsFunction's alias"])
+
+    def test_cors_on_events_is_the_ingest_routers_with_the_allowed_origins_parameter(self) -> None:
+        self.assertEqual(cors_problems(self.out), [])
+        self.assertEqual(http_api_routes(self.out)[("ANY", "/events")], "IngestFunction")
+        # The parameter's pattern refuses at deploy time what the function would refuse at init
+        # (functions/ingest/src/cors.rs), and takes what it takes.
+        pattern = self.out["Parameters"]["IngestAllowedOrigins"]["AllowedPattern"]
+        for value in ("*", "https://example.com", "https://a.example,http://localhost:8080",
+                      "https://a.example, http://localhost:8080", "chrome-extension://abcdef"):
+            self.assertRegex(value, pattern)
+        for value in ("", "example.com", "https://example.com/", "https://a.example,*", "https://a.example,",
+                      "https://"):
+            self.assertNotRegex(value, pattern)
+
+    def test_the_cors_check_notices_an_api_cors_configuration_a_url_cors_block_and_a_lost_parameter(self) -> None:
+        broken = TEMPLATE_TEXT.replace("  HitsApi:\n    Type: AWS::Serverless::HttpApi\n    Properties:\n",
+                                       "  HitsApi:\n    Type: AWS::Serverless::HttpApi\n    Properties:\n"
+                                       "      CorsConfiguration:\n        AllowOrigins: ['*']\n", 1)
+        self.assertEqual(cors_problems(transform(broken)), ["HitsApi answers CORS itself, over the ingest router's headers"])
+        broken = TEMPLATE_TEXT.replace("      CodeUri: target/lambda/ingest/\n",
+                                       "      CodeUri: target/lambda/ingest/\n      FunctionUrlConfig:\n"
+                                       "        AuthType: NONE\n        Cors:\n          AllowOrigins: ['*']\n", 1)
+        self.assertEqual(cors_problems(transform(broken)),
+                         ["IngestFunctionUrl answers CORS itself, over the ingest router's headers"])
+        broken = TEMPLATE_TEXT.replace("INGEST_ALLOWED_ORIGINS: !Ref IngestAllowedOrigins", "INGEST_ALLOWED_ORIGINS: '*'", 1)
+        self.assertIn("not the IngestAllowedOrigins parameter", " ".join(cors_problems(transform(broken))))
+        broken = TEMPLATE_TEXT.replace("Method: ANY\n            Path: /events", "Method: POST\n            Path: /events", 1)
+        self.assertIn("OPTIONS /events reaches no route (404), not IngestFunction",
+                      " ".join(routing_problems(transform(broken))))
 
     def test_post_calc_answers_200_with_the_message_id_from_a_deployment_made_after_the_method(self) -> None:
         self.assertEqual(calc_problems(self.out), [])

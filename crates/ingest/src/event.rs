@@ -2,6 +2,12 @@
 //! an object with `type` (a non-empty string of at most 128 characters) and `timestamp` (epoch
 //! milliseconds, a number ≥ 0), plus any other fields, which are kept as they came.
 //!
+//! The body is JSON whatever its label says, as long as the label is `application/json` (or a
+//! `+json` type) or `text/plain`: `navigator.sendBeacon(url, string)` — how pages send metrics
+//! when they are closed — can only send `text/plain;charset=UTF-8`, and a `text/plain` `fetch`
+//! needs no CORS preflight. A `text/plain` body that is not JSON is the same 400 as any body that
+//! is not JSON. Other types (forms, multipart) are a 415.
+//!
 //! A body may come compressed: [`decode`] takes `Content-Encoding: gzip` (what browsers'
 //! `CompressionStream("gzip")` makes) and `identity`, and refuses every other encoding by name,
 //! so a body is never parsed as something it is not.
@@ -32,9 +38,11 @@ pub const MAX_EVENT_BYTES: usize = 1000 * 1024 - 1;
 /// The body is not a batch of events. Maps to 4xx in both modes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    #[error("Content-Type must be application/json, got {0:?}")]
+    #[error(
+        "Content-Type must be application/json (or text/plain holding JSON, as navigator.sendBeacon sends a string), got {0:?}"
+    )]
     UnsupportedContentType(String),
-    #[error("Content-Type application/json is required (the header is missing)")]
+    #[error("Content-Type application/json (or text/plain holding JSON) is required (the header is missing)")]
     MissingContentType,
     #[error("the body is empty; send one event object or an array of them")]
     Empty,
@@ -140,14 +148,18 @@ impl Parsed {
     }
 }
 
-/// Checks the `Content-Type` header: `application/json` (any parameters, any case) or a
-/// `+json` suffix type.
+/// Checks the `Content-Type` header: `application/json` (any parameters, any case), a `+json`
+/// suffix type, or `text/plain` (what `navigator.sendBeacon` sends with a string; the body must
+/// still be JSON, which [`parse`] checks).
 pub fn check_content_type(content_type: Option<&str>) -> Result<(), BodyError> {
     let Some(value) = content_type else {
         return Err(BodyError::MissingContentType);
     };
     let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    if essence == "application/json"
+        || essence == "text/plain"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(BodyError::UnsupportedContentType(value.to_owned()))
@@ -443,12 +455,18 @@ mod tests {
     }
 
     #[test]
-    fn content_type_must_be_json() {
+    fn content_type_must_be_json_or_the_text_plain_of_a_beacon() {
         assert!(check_content_type(Some("application/json")).is_ok());
         assert!(check_content_type(Some("Application/JSON; charset=utf-8")).is_ok());
         assert!(check_content_type(Some("application/vnd.events+json")).is_ok());
+        assert!(check_content_type(Some("text/plain;charset=UTF-8")).is_ok(), "navigator.sendBeacon's type");
+        assert!(check_content_type(Some("Text/Plain")).is_ok());
         assert_eq!(check_content_type(None).unwrap_err().status(), 415);
-        assert_eq!(check_content_type(Some("text/plain")).unwrap_err().status(), 415);
+        for other in ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/html"] {
+            let e = check_content_type(Some(other)).unwrap_err();
+            assert_eq!(e.status(), 415, "{other}");
+            assert!(e.to_string().contains("text/plain holding JSON"), "{e}");
+        }
     }
 
     #[test]

@@ -190,6 +190,9 @@ impl Emulator {
         let mut watch = Group::spawn(
             Command::new("cargo-lambda")
                 .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+                // As a Function URL without a Cors block (the template's): the function's own
+                // CORS answers pass; watch's default CORS layer would answer preflights itself.
+                .arg("--disable-cors")
                 .current_dir(workspace())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

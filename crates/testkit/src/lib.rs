@@ -7,6 +7,7 @@
 //!   binaries built on demand;
 //! * [`moto`]: resources on the emulators `scripts/test` starts (moto, a private RabbitMQ);
 //! * [`stalled`]: an AWS endpoint that accepts connections and never answers;
+//! * [`browser`]: headless Chromium through chromedriver (W3C WebDriver over reqwest);
 //! * the require-or-skip policy: a test that needs a tool this machine lacks (moto, RabbitMQ,
 //!   cargo-lambda, Chromium) calls [`skip`], which prints `SKIPPED <test>: <why>` past the test
 //!   harness's output capture, so a plain `cargo test` shows what it did not run. Under
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod emulator;
 pub mod moto;
 pub mod process;

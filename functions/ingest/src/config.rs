@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use ingest::{ConfigError, SinkSpec};
 
+use crate::cors::{AllowedOrigins, BadOrigins};
+
 /// `ingest-server`: the batching server (EC2, Fargate, Kubernetes).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ingest-server", version, about, long_about = None)]
@@ -21,6 +23,11 @@ pub struct ServerArgs {
     /// Where invalid events go (as {"index","error","event"} lines); unset: logged at WARN.
     #[arg(long, env = "INGEST_INVALID_SINK")]
     pub invalid_sink: Option<SinkSpec>,
+    /// Which browser origins may read the answers of /events (CORS): * (any) or a
+    /// comma-separated list such as https://example.com,http://localhost:8080. Other origins get
+    /// no CORS headers; their requests are still handled as any other.
+    #[arg(long, env = "INGEST_ALLOWED_ORIGINS", default_value = "*")]
+    pub allowed_origins: AllowedOrigins,
     /// Bytes accepted but not yet acknowledged by the sink before new requests get 503.
     #[arg(long, env = "INGEST_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub buffer_bytes: usize,
@@ -88,6 +95,8 @@ pub struct LambdaConfig {
     pub pack_bytes: Option<usize>,
     /// How long one request may spend retrying the sink's failed entries.
     pub budget: Duration,
+    /// `INGEST_ALLOWED_ORIGINS` (template parameter `IngestAllowedOrigins`), `*` when unset.
+    pub allowed_origins: AllowedOrigins,
     /// The AWS SDK's timeouts (`AWS_CONNECT_TIMEOUT`, `AWS_ATTEMPT_TIMEOUT`,
     /// `AWS_OPERATION_TIMEOUT`, `AWS_MAX_ATTEMPTS`; [`edge::aws`]).
     pub aws: aws_setup::Timeouts,
@@ -104,6 +113,8 @@ pub enum LambdaConfigError {
     NotANumber { var: &'static str, value: String },
     #[error(transparent)]
     Aws(#[from] edge::aws::AwsSettingsError),
+    #[error("INGEST_ALLOWED_ORIGINS: {0}")]
+    Origins(#[from] BadOrigins),
 }
 
 impl LambdaConfig {
@@ -127,6 +138,10 @@ impl LambdaConfig {
             invalid_sink,
             pack_bytes: number("INGEST_PACK_BYTES")?.and_then(|n| usize::try_from(n).ok()),
             budget: Duration::from_millis(number("INGEST_BUDGET_MS")?.unwrap_or(2500)),
+            allowed_origins: match var("INGEST_ALLOWED_ORIGINS") {
+                Some(value) => value.parse()?,
+                None => AllowedOrigins::Any,
+            },
             aws: edge::aws::timeouts_from_vars(&var)?,
         })
     }
@@ -147,6 +162,37 @@ mod tests {
         assert_eq!(config.spill_path, Some(PathBuf::from("ingest-spill.ndjson")));
         assert_eq!(args.aws.timeouts().unwrap(), aws_setup::Timeouts::DEFAULT);
         assert_eq!(args.http, edge::server::HttpLimits::default());
+        assert_eq!(args.allowed_origins, AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn allowed_origins_come_from_the_flag_or_the_variable_on_both_hosts() {
+        let args = ServerArgs::try_parse_from([
+            "ingest-server",
+            "--allowed-origins",
+            "https://a.example,http://b:8080",
+        ])
+        .unwrap();
+        let list = AllowedOrigins::List(vec!["https://a.example".into(), "http://b:8080".into()]);
+        assert_eq!(args.allowed_origins, list);
+        let e = ServerArgs::try_parse_from(["ingest-server", "--allowed-origins", "https://a.example/"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has a path"), "{e}");
+        let vars = |origins: &'static str| {
+            move |name: &str| match name {
+                "INGEST_SINK" => Some("null".to_owned()),
+                "INGEST_ALLOWED_ORIGINS" => Some(origins.to_owned()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            LambdaConfig::from_vars(vars("https://a.example, http://b:8080")).unwrap().allowed_origins,
+            list
+        );
+        assert_eq!(LambdaConfig::from_vars(vars("*")).unwrap().allowed_origins, AllowedOrigins::Any);
+        let e = LambdaConfig::from_vars(vars("a.example")).unwrap_err().to_string();
+        assert!(e.starts_with("INGEST_ALLOWED_ORIGINS: ") && e.contains("no scheme"), "{e}");
     }
 
     #[test]
@@ -169,6 +215,7 @@ mod tests {
                 .unwrap();
         assert_eq!(config.sink, SinkSpec::Firehose { stream: "events".into() });
         assert_eq!(config.budget, Duration::from_millis(900));
+        assert_eq!(config.allowed_origins, AllowedOrigins::Any, "any origin unless told");
         assert!(matches!(LambdaConfig::from_vars(vars(&[])), Err(LambdaConfigError::NoSink)));
         let bad = LambdaConfig::from_vars(vars(&[("INGEST_SINK", "null"), ("INGEST_PACK_BYTES", "1k")]));
         assert!(bad.unwrap_err().to_string().contains("INGEST_PACK_BYTES"));

@@ -10,6 +10,7 @@ use ingest::{SharedIngest, SharedSink};
 use tower::{Service, ServiceBuilder};
 
 use crate::config::LambdaConfig;
+use crate::cors::AllowedOrigins;
 
 /// Builds the sinks (SDK clients) once, at init.
 pub async fn build(
@@ -28,7 +29,11 @@ pub async fn build(
 
 /// Opens the sink's connection during init (full CPU, not billed at the throttled rate of the
 /// first request), then serves events until the runtime stops the function.
-pub async fn run(ingest: SharedIngest, sink: SharedSink) -> Result<(), lambda_http::Error> {
+pub async fn run(
+    ingest: SharedIngest,
+    sink: SharedSink,
+    origins: AllowedOrigins,
+) -> Result<(), lambda_http::Error> {
     let started = std::time::Instant::now();
     match sink.warm().await {
         Ok(()) => {
@@ -38,13 +43,15 @@ pub async fn run(ingest: SharedIngest, sink: SharedSink) -> Result<(), lambda_ht
             tracing::warn!(sink = %sink.describe(), error = %e, "could not pre-connect to the sink; will retry per request");
         }
     }
-    lambda_http::run(service(ingest)).await
+    lambda_http::run(service(ingest, origins)).await
 }
 
 /// What the function serves: the router behind [`edge::strip_stage`], which takes an API
-/// Gateway stage off the path (`/prod/events` → `/events`), query string kept.
+/// Gateway stage off the path (`/prod/events` → `/events`), query string kept. `origins`:
+/// `INGEST_ALLOWED_ORIGINS` ([`crate::cors`]).
 pub fn service(
     ingest: SharedIngest,
+    origins: AllowedOrigins,
 ) -> impl Service<lambda_http::Request, Response = Response, Error = Infallible, Future: Send> + Clone {
-    ServiceBuilder::new().map_request(edge::strip_stage).service(crate::router(ingest))
+    ServiceBuilder::new().map_request(edge::strip_stage).service(crate::router(ingest, origins))
 }

@@ -1,7 +1,8 @@
 //! `POST /events`: one axum [`Router`] for both hosts.
 //!
-//! * `POST /events` (`Content-Type: application/json`), one event object or an array of up to
-//!   500. Mode per request: `?mode=sync` or `X-Ingest-Mode: sync`; async by default.
+//! * `POST /events` (`Content-Type: application/json`, or `text/plain` holding JSON as
+//!   `navigator.sendBeacon` sends it), one event object or an array of up to 500. Mode per
+//!   request: `?mode=sync` or `X-Ingest-Mode: sync`; async by default.
 //!   * async → 202 `{"accepted":n,"invalid":m}` once the events are handed over (Lambda: to the
 //!     sink; server: to the buffer). Invalid events are counted and routed to the invalid sink.
 //!     On Lambda, events the sink still refused after the retries are reported as
@@ -14,6 +15,8 @@
 //!     → 4xx `{"error": "..."}` in both modes.
 //!   * buffer full → 503 + `Retry-After`; sink did not acknowledge (sync) → 503; shutting down →
 //!     503.
+//! * `OPTIONS /events` → 204, the CORS preflight; every `/events` answer carries the CORS
+//!   headers for an allowed origin ([`cors`]).
 //! * `GET /healthz` → 200 `{"status":"pass","sink":"…"}`.
 //! * `GET /metrics` → Prometheus text ([`prometheus`]).
 //!
@@ -24,6 +27,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +37,10 @@ use ingest::event::{self, BodyError, MAX_BODY_BYTES};
 use ingest::{IngestError, Invalid, Mode, SharedIngest, Submission};
 use serde::Serialize;
 
+use crate::cors::AllowedOrigins;
+
 pub mod config;
+pub mod cors;
 pub mod lambda;
 pub mod prometheus;
 pub mod server;
@@ -47,11 +55,12 @@ struct App {
     refused: LogSummary,
 }
 
-/// The router both hosts serve.
-pub fn router(ingest: SharedIngest) -> Router {
+/// The router both hosts serve; `origins` may read `/events`' answers from a browser ([`cors`]).
+pub fn router(ingest: SharedIngest, origins: AllowedOrigins) -> Router {
     let refused = LogSummary::new(tracing::Level::WARN, "request refused", "requests refused");
+    let cors = axum::middleware::from_fn_with_state(Arc::new(origins), cors::layer);
     Router::new()
-        .route("/events", post(events))
+        .route("/events", post(events).options(preflight).layer(cors))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -200,6 +209,11 @@ async fn take(
         }
     };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The CORS preflight of `POST /events`; [`cors::layer`] adds its headers.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn healthz(State(app): State<App>) -> Response {

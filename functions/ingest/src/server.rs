@@ -14,6 +14,7 @@ use ingest::batcher::{Buffered, ShutdownReport};
 use tokio::net::TcpListener;
 
 use crate::config::ServerArgs;
+use crate::cors::AllowedOrigins;
 
 /// The share of the shutdown deadline the HTTP drain may use; the rest is for the flush.
 const HTTP_DRAIN_SHARE: f64 = 0.25;
@@ -50,7 +51,9 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     let buffered = Buffered::start(sink, invalid_sink, config)
         .map_err(|e| Exit::start(format!("cannot replay the spill file {}: {e}", args.spill)))?;
     let listener = edge::server::listen(args.addr, &format!("sink: {describe}")).await?;
-    let report = serve(listener, Arc::new(buffered), &args.http, &shutdown).await.map_err(Exit::failed)?;
+    let origins = args.allowed_origins.clone();
+    let report =
+        serve(listener, Arc::new(buffered), origins, &args.http, &shutdown).await.map_err(Exit::failed)?;
     if report.dropped_records > 0 {
         return Err(Exit::failed(format!(
             "{} records could be neither delivered nor spilled",
@@ -60,17 +63,19 @@ pub async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), Exit> {
     Ok(())
 }
 
-/// Serves until the shutdown is requested, then drains as described above.
+/// Serves until the shutdown is requested, then drains as described above. `origins` may read
+/// `/events`' answers from a browser ([`crate::cors`]).
 pub async fn serve(
     listener: TcpListener,
     buffered: Arc<Buffered>,
+    origins: AllowedOrigins,
     limits: &edge::server::HttpLimits,
     shutdown: &Shutdown,
 ) -> std::io::Result<ShutdownReport> {
     // Request lines at DEBUG (`RUST_LOG=tower_http=debug`); not its line per 5xx at ERROR: the
     // router counts refusals and logs them about once a second.
     let trace = tower_http::trace::TraceLayer::new_for_http().on_failure(());
-    let app = crate::router(buffered.clone() as SharedIngest).layer(trace);
+    let app = crate::router(buffered.clone() as SharedIngest, origins).layer(trace);
     if !edge::server::serve_http(listener, app, limits, shutdown, HTTP_DRAIN_SHARE).await? {
         tracing::warn!("flushing anyway");
     }

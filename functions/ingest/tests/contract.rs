@@ -12,6 +12,7 @@ use ingest::direct::{Direct, DirectConfig};
 use ingest::metrics::MetricsSnapshot;
 use ingest::sinks::{FaultSink, MemorySink};
 use ingest::{BoxFuture, Ingest, IngestError, Receipt, SharedIngest, Sink, Submission};
+use ingest_fn::cors::AllowedOrigins;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -22,7 +23,7 @@ struct Reply {
 }
 
 async fn send(ingest: &SharedIngest, request: Request<Body>) -> Reply {
-    let response = ingest_fn::router(ingest.clone()).oneshot(request).await.unwrap();
+    let response = ingest_fn::router(ingest.clone(), AllowedOrigins::Any).oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -133,9 +134,17 @@ async fn bodies_that_are_not_events_get_a_clear_4xx_in_both_modes() {
                     "Content-Type",
                 ),
                 (
-                    Request::post(&uri).header("content-type", "text/plain").body(Body::from("hi")).unwrap(),
+                    Request::post(&uri)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(Body::from("type=click"))
+                        .unwrap(),
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "text/plain",
+                    "text/plain holding JSON",
+                ),
+                (
+                    Request::post(&uri).header("content-type", "text/plain").body(Body::from("hi")).unwrap(),
+                    StatusCode::BAD_REQUEST,
+                    "not JSON",
                 ),
                 (post(&uri, ""), StatusCode::BAD_REQUEST, "empty"),
                 (post(&uri, "{\"type\":"), StatusCode::BAD_REQUEST, "not JSON"),
@@ -315,7 +324,8 @@ async fn metrics_serves_the_prometheus_text_of_the_ports_numbers_and_nothing_els
         ..MetricsSnapshot::default()
     };
     let ingest: SharedIngest = Arc::new(Fixed(numbers));
-    let response = ingest_fn::router(ingest).oneshot(Request::get("/metrics").body(Body::empty()).unwrap());
+    let response = ingest_fn::router(ingest, AllowedOrigins::Any)
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap());
     let response = response.await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], ingest_fn::prometheus::CONTENT_TYPE);
@@ -325,4 +335,168 @@ async fn metrics_serves_the_prometheus_text_of_the_ports_numbers_and_nothing_els
     assert!(text.contains("\ningest_accepted_events_total 11\n"), "{text}");
     assert!(text.contains("\ningest_flush_seconds_bucket{le=\"10\"} 2\n"), "{text}");
     assert!(text.contains("\ningest_flush_seconds_sum 12.502\n"), "{text}");
+}
+
+/// The page origins of the CORS tests.
+const SHOP: &str = "https://shop.example";
+const BLOG: &str = "http://localhost:8080";
+const ELSEWHERE: &str = "https://elsewhere.example";
+
+async fn send_from(ingest: &SharedIngest, origins: &str, request: Request<Body>) -> Reply {
+    let origins: AllowedOrigins = origins.parse().unwrap();
+    let response = ingest_fn::router(ingest.clone(), origins).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Reply { status, headers, body }
+}
+
+/// A browser's preflight of a JSON `fetch` from `origin`.
+fn preflight(origin: &str) -> Request<Body> {
+    Request::options("/events")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,content-encoding")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `navigator.sendBeacon(url, string)` from `origin`: text/plain, no preflight.
+fn beacon(origin: &str, uri: &str, body: String) -> Request<Body> {
+    Request::post(uri)
+        .header(header::ORIGIN, origin)
+        .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn header_of(r: &Reply, name: header::HeaderName) -> Option<&str> {
+    r.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_text_plain_body_that_is_json_is_taken_like_application_json_in_both_modes() {
+    for (host, ingest, sink, _) in hosts() {
+        let r = send(&ingest, beacon(SHOP, "/events", json!([event(1), event(2)]).to_string())).await;
+        assert_eq!(
+            (r.status, &r.body),
+            (StatusCode::ACCEPTED, &json!({"accepted": 2, "invalid": 0})),
+            "{host}"
+        );
+        let r = send(&ingest, beacon(SHOP, "/events?mode=sync", event(3).to_string())).await;
+        assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"accepted": 1})), "{host}");
+        eventually(|| sink.events().len() == 3).await;
+        // Not JSON: the very answer a JSON-labelled body gets.
+        let text = send(&ingest, beacon(SHOP, "/events", "{\"type\":".into())).await;
+        let json = send(&ingest, post("/events", "{\"type\":")).await;
+        assert_eq!((text.status, &text.body), (StatusCode::BAD_REQUEST, &json.body), "{host}");
+        assert!(text.body["error"].as_str().unwrap().contains("not JSON"), "{host}: {:?}", text.body);
+        assert_eq!(ingest.metrics_snapshot().accepted_events, 3, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn the_preflight_of_events_is_answered_204_with_the_method_the_headers_and_a_max_age() {
+    for (host, ingest, sink, _) in hosts() {
+        let r = send(&ingest, preflight(SHOP)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{host}: {:?}", r.body);
+        assert_eq!(
+            header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            Some("*"),
+            "{host}: the default, as the seed"
+        );
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_METHODS), Some("POST"), "{host}");
+        let allowed = header_of(&r, header::ACCESS_CONTROL_ALLOW_HEADERS).unwrap();
+        for name in ["content-type", "content-encoding", "x-ingest-mode"] {
+            assert!(allowed.split(", ").any(|h| h == name), "{host}: {name} in {allowed}");
+        }
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_MAX_AGE), Some("7200"), "{host}");
+        assert_eq!(header_of(&r, header::VARY), None, "{host}: `*` does not depend on the origin");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None, "{host}: never with `*`");
+        // The answer to the POST itself, its errors included, may be read by the page.
+        let r = send(&ingest, post("/events", event(1).to_string())).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"), "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_EXPOSE_HEADERS), Some("retry-after"), "{host}");
+        let r = send(&ingest, post("/events", "[]")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"), "{host}");
+        eventually(|| sink.events().len() == 1).await;
+        assert_eq!(ingest.metrics_snapshot().accepted_events, 1, "{host}: a preflight submits nothing");
+        // Only /events speaks CORS: the operations endpoints are for the operators.
+        let r =
+            send(&ingest, Request::get("/metrics").header(header::ORIGIN, SHOP).body(Body::empty()).unwrap())
+                .await;
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "{host}");
+        let mut healthz = preflight(SHOP);
+        *healthz.uri_mut() = "/healthz".parse().unwrap();
+        let r = send(&ingest, healthz).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_list_of_origins_an_allowed_origin_gets_itself_back_with_vary_origin() {
+    let origins = format!("{SHOP}, {BLOG}");
+    for (host, ingest, sink, _) in hosts() {
+        for page in [SHOP, BLOG] {
+            let r = send_from(&ingest, &origins, preflight(page)).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{host}");
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some(page), "{host}");
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_METHODS), Some("POST"), "{host}");
+            assert_eq!(header_of(&r, header::VARY), Some("origin"), "{host}");
+            // A beacon sends credentials: a preflighted one (a JSON Blob) passes only with these.
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), Some("true"), "{host}");
+            let r = send_from(&ingest, &origins, beacon(page, "/events", event(1).to_string())).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{host}");
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some(page), "{host}");
+            assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), Some("true"), "{host}");
+            assert_eq!(header_of(&r, header::VARY), Some("origin"), "{host}");
+        }
+        // Browsers send the origin in lower case; a configured `HTTPS://Shop.example` matches it.
+        let r =
+            send_from(&ingest, "HTTPS://Shop.example", beacon(SHOP, "/events", event(2).to_string())).await;
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), Some(SHOP), "{host}");
+        eventually(|| sink.events().len() == 3).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disallowed_origin_gets_no_cors_headers_and_its_request_is_still_handled() {
+    for (host, ingest, sink, _) in hosts() {
+        let r = send_from(&ingest, SHOP, preflight(ELSEWHERE)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{host}: answered, but without permission");
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::ACCESS_CONTROL_MAX_AGE,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        ] {
+            assert_eq!(header_of(&r, name.clone()), None, "{host}: {name}");
+        }
+        // The answer depends on the origin, so caches are told so even here.
+        assert_eq!(header_of(&r, header::VARY), Some("origin"), "{host}");
+        // A beacon needs no preflight: it is taken as the contract says; the page cannot read
+        // the answer, and the events arrive.
+        let r = send_from(&ingest, SHOP, beacon(ELSEWHERE, "/events", event(1).to_string())).await;
+        assert_eq!(
+            (r.status, &r.body),
+            (StatusCode::ACCEPTED, &json!({"accepted": 1, "invalid": 0})),
+            "{host}"
+        );
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_EXPOSE_HEADERS), None, "{host}");
+        let r = send_from(&ingest, SHOP, beacon(ELSEWHERE, "/events", "not json".into())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: refused as documented");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "{host}");
+        // No Origin at all (curl, a server): no CORS headers either, and taken.
+        let r = send_from(&ingest, SHOP, post("/events", event(2).to_string())).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{host}");
+        assert_eq!(header_of(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "{host}");
+        eventually(|| sink.events().len() == 2).await;
+    }
 }

@@ -1,6 +1,6 @@
 //! The built `ingest` bootstrap under `cargo lambda watch` (its Lambda Runtime API emulator),
 //! putting into moto's Firehose → S3: real API Gateway events through the Invoke API, and
-//! plain HTTP through the emulator's Function URL endpoint.
+//! plain HTTP through the emulator's Function URL endpoint (a CORS preflight and a beacon too).
 
 use std::time::Duration;
 
@@ -46,6 +46,9 @@ fn rest_api_event(body: &str) -> Value {
     e
 }
 
+/// The one page origin the function allows in this test.
+const SHOP: &str = "https://shop.example";
+
 async fn invoke(client: &reqwest::Client, url: &str, event: &Value) -> Value {
     let response = client.post(url).body(event.to_string()).send().await.unwrap();
     assert!(response.status().is_success(), "invocation failed: {}", response.text().await.unwrap());
@@ -69,6 +72,7 @@ async fn the_bootstrap_puts_events_into_firehose_under_cargo_lambda_watch() {
         &[
             ("INGEST_SINK", &format!("firehose:{events}")),
             ("INGEST_INVALID_SINK", &format!("firehose:{invalid}")),
+            ("INGEST_ALLOWED_ORIGINS", SHOP),
         ],
     )
     .expect("cargo-lambda is there (checked above)");
@@ -118,7 +122,31 @@ async fn the_bootstrap_puts_events_into_firehose_under_cargo_lambda_watch() {
     let bad = client.post(emulator.function_url("_", "/events")).body("{}").send().await.unwrap();
     assert_eq!(bad.status(), 415);
 
-    let mut expected: Vec<u64> = (0..4).chain(100..500).collect();
+    // A page on the allowed origin: the preflight of a JSON fetch, then a beacon (text/plain),
+    // answered with the CORS headers the bootstrap read from INGEST_ALLOWED_ORIGINS.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, emulator.function_url("_", "/events"))
+        .header("origin", SHOP)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], SHOP);
+    assert_eq!(preflight.headers()["access-control-allow-methods"], "POST");
+    let beacon = client
+        .post(emulator.function_url("_", "/events?mode=sync"))
+        .header("origin", SHOP)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(event(600).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beacon.status(), 200);
+    assert_eq!(beacon.headers()["access-control-allow-origin"], SHOP);
+
+    let mut expected: Vec<u64> = (0..4).chain(100..500).chain([600]).collect();
     expected.sort_unstable();
     let landed = eventually(Duration::from_secs(10), || async {
         ids(&s3_lines(&s3, &bucket, "events/").await).len() >= expected.len()

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use ingest::SharedIngest;
 use ingest::direct::{Direct, DirectConfig};
 use ingest::sinks::MemorySink;
+use ingest_fn::cors::AllowedOrigins;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -66,7 +67,10 @@ fn request(event: &Value) -> lambda_http::Request {
 
 /// `event` through the Lambda's service: status and body.
 async fn invoke(ingest: &SharedIngest, event: &Value) -> (u16, String) {
-    let response = ingest_fn::lambda::service(ingest.clone()).oneshot(request(event)).await.unwrap();
+    let response = ingest_fn::lambda::service(ingest.clone(), AllowedOrigins::Any)
+        .oneshot(request(event))
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -127,6 +131,58 @@ async fn paths_that_only_look_like_a_stage_are_not_stripped() {
     assert!(sink.events().is_empty());
 }
 
+/// The page's origin in the CORS tests.
+const PAGE: &str = "https://shop.example";
+
+/// `method` on `/events` as a Function URL sends it (the HTTP API's v2 payload, from the
+/// function's own `lambda-url` domain), from a page on [`PAGE`].
+fn function_url_event(method: &str, headers: Value, body: &str) -> Value {
+    let mut e = http_api_event(DEFAULT, "/events", "", body);
+    e["routeKey"] = json!("$default");
+    e["requestContext"]["domainName"] = json!("abcdefghij.lambda-url.eu-west-2.on.aws");
+    e["requestContext"]["domainPrefix"] = json!("abcdefghij");
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["headers"] = headers;
+    e
+}
+
+/// CORS is the router's on Lambda too: a Function URL and the HTTP API (neither has a CORS
+/// configuration of its own in the template) pass the preflight and the page's beacon to the
+/// function, whose answers carry the headers the server's do.
+#[tokio::test]
+async fn a_preflight_and_a_beacon_from_an_allowed_page_are_answered_with_cors_by_the_function() {
+    let (ingest, sink) = lambda();
+    let service = || ingest_fn::lambda::service(ingest.clone(), PAGE.parse().unwrap());
+    let preflight = json!({
+        "origin": PAGE,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+    });
+    let mut through_http_api = function_url_event("OPTIONS", preflight.clone(), "");
+    through_http_api["requestContext"] = fixture(DEFAULT)["requestContext"].clone();
+    through_http_api["requestContext"]["http"]["method"] = json!("OPTIONS");
+    through_http_api["routeKey"] = json!("ANY /events");
+    for event in [function_url_event("OPTIONS", preflight, ""), through_http_api] {
+        let response = service().oneshot(request(&event)).await.unwrap();
+        assert_eq!(response.status(), 204);
+        let headers = response.headers();
+        assert_eq!(headers["access-control-allow-origin"], PAGE);
+        assert_eq!(headers["access-control-allow-methods"], "POST");
+        assert!(headers["access-control-allow-headers"].to_str().unwrap().contains("content-type"));
+        assert_eq!(headers["vary"], "origin");
+    }
+    let beacon = json!({"origin": PAGE, "content-type": "text/plain;charset=UTF-8"});
+    let response = service().oneshot(request(&function_url_event("POST", beacon, &valid()))).await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["access-control-allow-origin"], PAGE);
+    let elsewhere = json!({"origin": "https://elsewhere.example", "content-type": "text/plain"});
+    let response =
+        service().oneshot(request(&function_url_event("POST", elsewhere, &valid()))).await.unwrap();
+    assert_eq!(response.status(), 202, "another origin's beacon is still taken");
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(sink.events().len(), 2);
+}
+
 /// lambda_http 1.3.2 reads this on every request (`env::var` in `apigw_path_with_stage`).
 const IGNORE_STAGE: &str = "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH";
 
@@ -153,7 +209,7 @@ async fn the_ignore_stage_variable_leaves_a_named_http_api_stage_in_the_path() {
     let named = http_api_event(NAMED, "/Prod/events", "mode=sync", &valid());
     assert_eq!(path(&named), "/Prod/events");
     let (ingest, _) = lambda();
-    let bare = ingest_fn::router(ingest.clone()).oneshot(request(&named)).await.unwrap();
+    let bare = ingest_fn::router(ingest.clone(), AllowedOrigins::Any).oneshot(request(&named)).await.unwrap();
     assert_eq!(bare.status(), 404);
     // The service as deployed (with strip_stage) reaches it either way.
     assert_eq!(invoke(&ingest, &named).await.0, 200);
