@@ -75,7 +75,8 @@ pub use comparison::{
     compare_ingest,
 };
 pub use estimate::{
-    Basis, Estimate, FleetUsage, HOURS_PER_MONTH, LambdaUsage, Line, Params, RecordUsage, billed_ms, estimate,
+    Basis, Estimate, FleetUsage, HOURS_PER_MONTH, KINESIS_SHARD_BYTES_PER_S, KINESIS_SHARD_RECORDS_PER_S,
+    LambdaUsage, Line, Params, RecordUsage, StreamUsage, billed_ms, estimate,
 };
 pub use ingest::{
     FIREHOSE_MAX_RECORD_BYTES, FIREHOSE_RECORD_INCREMENT_BYTES, GB_BYTES, KINESIS_MAX_RECORD_BYTES,
@@ -84,8 +85,8 @@ pub use ingest::{
 };
 pub use numbers::{amount, money, thousands};
 pub use profile::{
-    Buffer, Fargate, Fleet, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile,
-    profiles,
+    Buffer, Fargate, Fleet, Group, Instance, Item, LambdaDefaults, Profile, RecordSizing, Stream, StreamMode,
+    groups, parse_profiles, profile, profiles, select,
 };
 pub use render::{Format, render_summary};
 
