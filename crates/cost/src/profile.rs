@@ -215,11 +215,9 @@ impl Profile {
         if let Some(stream) = &self.stream {
             let stream_keys: &[&str] = match stream.mode {
                 StreamMode::Provisioned => &["kinesis.shard_hour", "kinesis.put_payload_unit"],
-                StreamMode::OnDemand => &[
-                    "kinesis.on_demand_gb_in",
-                    "kinesis.on_demand_gb_out",
-                    "kinesis.on_demand_stream_hour",
-                ],
+                StreamMode::OnDemand => {
+                    &["kinesis.on_demand_gb_in", "kinesis.on_demand_gb_out", "kinesis.on_demand_stream_hour"]
+                }
             };
             keys.extend(stream_keys.iter().map(|key| (*key).to_owned()));
         }

@@ -86,7 +86,10 @@ pub(super) fn price(
     };
     bill.push(format!("{lambda} request{per_batch}"), "lambda.request", Basis::PerCall, 1.0 / batch, 0.0)?;
     bill.push(
-        format!("{lambda} duration ({}, {} MB, {} ms billed{billed_per})", usage.arch, usage.memory_mb, billed),
+        format!(
+            "{lambda} duration ({}, {} MB, {} ms billed{billed_per})",
+            usage.arch, usage.memory_mb, billed
+        ),
         usage.arch.price_key(),
         Basis::PerCall,
         gb * billed as f64 / 1000.0 / batch,

@@ -202,7 +202,9 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
     let records = per_call::price_items(&mut bill, events_per_s / f64::from(tasks))?;
     let stream = match &profile.stream {
         None => None,
-        Some(spec) => Some(stream::price(&mut bill, spec, params.calls_per_month as f64 / SECONDS_PER_MONTH)?),
+        Some(spec) => {
+            Some(stream::price(&mut bill, spec, params.calls_per_month as f64 / SECONDS_PER_MONTH)?)
+        }
     };
     if let Some(instance) = &profile.instance {
         ec2::price_instance(&mut bill, instance)?;
@@ -251,7 +253,9 @@ fn check_params(params: &Params) -> Result<(), CostError> {
         return invalid("memory_mb", format!("{mb} is outside Lambda's 128..=10240 MB"));
     }
     let named = params.function_ms.iter().map(|(_, ms)| ("function_ms", Some(*ms)));
-    for (name, value) in [("duration_ms", params.duration_ms), ("init_ms", params.init_ms)].into_iter().chain(named) {
+    for (name, value) in
+        [("duration_ms", params.duration_ms), ("init_ms", params.init_ms)].into_iter().chain(named)
+    {
         if let Some(ms) = value
             && !(ms.is_finite() && (0.0..=MAX_LAMBDA_MS).contains(&ms))
         {

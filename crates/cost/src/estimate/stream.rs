@@ -29,11 +29,16 @@ pub struct StreamUsage {
 }
 
 /// The stream's lines at `calls_per_s` (one record a call).
-pub(super) fn price(bill: &mut Bill<'_>, stream: &Stream, calls_per_s: f64) -> Result<StreamUsage, CostError> {
-    let record_bytes = bill.params.event_bytes.or(bill.profile.event_bytes).ok_or(CostError::InvalidParam {
-        name: "event_bytes",
-        reason: format!("`{}` needs a record size", bill.profile.id),
-    })?;
+pub(super) fn price(
+    bill: &mut Bill<'_>,
+    stream: &Stream,
+    calls_per_s: f64,
+) -> Result<StreamUsage, CostError> {
+    let record_bytes =
+        bill.params.event_bytes.or(bill.profile.event_bytes).ok_or(CostError::InvalidParam {
+            name: "event_bytes",
+            reason: format!("`{}` needs a record size", bill.profile.id),
+        })?;
     let bytes_per_s = calls_per_s * record_bytes as f64;
     let usage = match stream.mode {
         StreamMode::Provisioned => {
@@ -49,7 +54,10 @@ pub(super) fn price(bill: &mut Bill<'_>, stream: &Stream, calls_per_s: f64) -> R
                 0.0,
             )?;
             bill.push(
-                format!("Kinesis shard-hours ({shards} shard{} all month)", if shards == 1 { "" } else { "s" }),
+                format!(
+                    "Kinesis shard-hours ({shards} shard{} all month)",
+                    if shards == 1 { "" } else { "s" }
+                ),
                 "kinesis.shard_hour",
                 Basis::PerMonth,
                 shards as f64 * HOURS_PER_MONTH,
@@ -62,7 +70,7 @@ pub(super) fn price(bill: &mut Bill<'_>, stream: &Stream, calls_per_s: f64) -> R
                  (WriteProvisionedThroughputExceeded) unless shards are added.",
                 amount(calls_per_s),
                 thousands(record_bytes),
-                amount(bytes_per_s / 1024.0),
+                amount((bytes_per_s / 1024.0).round()),
                 by_records,
                 if by_records == 1.0 { "" } else { "s" },
                 by_bytes,
@@ -75,7 +83,11 @@ pub(super) fn price(bill: &mut Bill<'_>, stream: &Stream, calls_per_s: f64) -> R
                 * ON_DEMAND_RECORD_INCREMENT_BYTES;
             let consumers = f64::from(stream.consumers);
             bill.push(
-                format!("Kinesis on-demand data in ({} B record billed as {} B)", thousands(record_bytes), thousands(billed_in)),
+                format!(
+                    "Kinesis on-demand data in ({} B record billed as {} B)",
+                    thousands(record_bytes),
+                    thousands(billed_in)
+                ),
                 "kinesis.on_demand_gb_in",
                 Basis::PerCall,
                 billed_in as f64 / GB_BYTES,

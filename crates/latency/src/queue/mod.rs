@@ -14,8 +14,10 @@
 //!    the rest of the run goes on;
 //! 4. poll `done` every `--poll-ms` until done ≥ accepted: that moment is the **elapsed** time;
 //! 5. print calculations, accepted, failed posts, the post phase, elapsed, ideal, elapsed/ideal
-//!    and the throughput (accepted calculations per second of elapsed), and `done` at the end;
-//!    `--json` prints the same as one JSON object (and the seed). A run that fails (timed out,
+//!    and the throughput (accepted calculations per second of elapsed), and `done` at the end,
+//!    then the run's **cost**: the accepted calculations × the per-call cost of the path driven
+//!    (`run_cost`: the `queue-*` profiles of `latency cost -a queue`, at the run's region's
+//!    prices, else London's); `--json` prints the same as one JSON object (and the seed). A run that fails (timed out,
 //!    nothing accepted) prints nothing on stdout: the error goes to stderr, the exit code is 1.
 //!
 //! `--timeout` counts from the clock start (posting is never cut short; its default is
@@ -60,6 +62,7 @@ mod dlq;
 mod driver;
 mod post;
 mod rng;
+mod run_cost;
 mod summary;
 mod target;
 
@@ -232,12 +235,17 @@ pub async fn run(args: Args) -> Result<(), Error> {
         tracing::debug!(error = %e, "closing the broker connection");
     }
     let summary = result?;
+    let run_cost =
+        run_cost::RunCost::of_run(kind, summary.accepted, config.region().map(aws_config::Region::as_ref))?;
     if args.json {
+        let mut value =
+            serde_json::to_value(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+        value["cost"] = serde_json::to_value(&run_cost).map_err(|e| Error::Invalid(format!("cost: {e}")))?;
         let json =
-            serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+            serde_json::to_string_pretty(&value).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
         println!("{json}");
     } else {
-        print!("{}", summary.render());
+        print!("{}{}", summary.render(), run_cost.render());
     }
     Ok(())
 }
