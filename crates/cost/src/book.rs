@@ -26,6 +26,11 @@ pub const REQUIRED_PRICES: &[&str] = &[
     "firehose.gb_ingested",
     "kinesis.shard_hour",
     "kinesis.put_payload_unit",
+    "kinesis.on_demand_gb_in",
+    "kinesis.on_demand_gb_out",
+    "kinesis.on_demand_stream_hour",
+    "cloudwatch.custom_metric_month",
+    "cloudwatch.logs_gb_ingested",
     "ec2.t2.micro",
     "ec2.t3.micro",
     "ec2.t4g.micro",
@@ -38,6 +43,7 @@ pub const REQUIRED_PRICES: &[&str] = &[
     "fargate.spot_discount",
     "elb.alb_hour",
     "elb.lcu_hour",
+    "elb.nlb_hour",
     "efs.standard_gb_month",
 ];
 

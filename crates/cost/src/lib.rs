@@ -27,6 +27,14 @@
 //!   event. A profile with a `buffer` (a server) packs many calls' events instead, into records
 //!   that close at the cap or at the linger: events a second per task × `linger_ms`
 //!   ([`RecordUsage`]).
+//! - **Batches and pipelines.** A Lambda behind an event source serves
+//!   [`LambdaDefaults::calls_per_invocation`] calls an invocation (10 SQS messages, 100 stream
+//!   records): a call bills that share of its request and duration. A profile may have further
+//!   named [`Profile::functions`] (a pipeline's consumers), whose durations
+//!   [`Params::function_ms`] replaces by name. A [`Stream`] is a Kinesis data stream with one
+//!   record a call: provisioned (PUT payload units, and shard-hours for the shards the month's
+//!   average rate needs at 1,000 records/s or 1 MB/s a shard) or on demand (GB in with each
+//!   record rounded up to 1 KB, GB out per consumer, stream-hours).
 //! - **Fargate Spot** is the on-demand vCPU-hour and GB-hour rates less `fargate.spot_discount`.
 //!   A profile with a `fleet` runs `max(min_tasks, ceil(events/s ÷ (vCPU × events per vCPU a
 //!   second × utilisation)))` tasks, the events a second being the month's average
@@ -75,7 +83,8 @@ pub use comparison::{
     compare_ingest,
 };
 pub use estimate::{
-    Basis, Estimate, FleetUsage, HOURS_PER_MONTH, LambdaUsage, Line, Params, RecordUsage, billed_ms, estimate,
+    Basis, Estimate, FleetUsage, HOURS_PER_MONTH, KINESIS_SHARD_BYTES_PER_S, KINESIS_SHARD_RECORDS_PER_S,
+    LambdaUsage, Line, Params, RecordUsage, StreamUsage, billed_ms, estimate,
 };
 pub use ingest::{
     FIREHOSE_MAX_RECORD_BYTES, FIREHOSE_RECORD_INCREMENT_BYTES, GB_BYTES, KINESIS_MAX_RECORD_BYTES,
@@ -84,8 +93,8 @@ pub use ingest::{
 };
 pub use numbers::{amount, money, thousands};
 pub use profile::{
-    Buffer, Fargate, Fleet, Instance, Item, LambdaDefaults, Profile, RecordSizing, parse_profiles, profile,
-    profiles,
+    Buffer, Fargate, Fleet, Group, Instance, Item, LambdaDefaults, Profile, RecordSizing, Stream, StreamMode,
+    groups, parse_profiles, profile, profiles, select,
 };
 pub use render::{Format, render_summary};
 

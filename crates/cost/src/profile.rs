@@ -23,9 +23,25 @@ pub struct Profile {
     /// Assumptions and omissions, printed under the estimate.
     #[serde(default)]
     pub note: Option<String>,
+    /// What one call is, when it is not an HTTP request (`calculation`): the estimate then also
+    /// prints the cost per 1,000 of them.
+    #[serde(default)]
+    pub call: Option<String>,
     /// Lambda defaults, when a Lambda function serves the call.
     #[serde(default)]
     pub lambda: Option<LambdaDefaults>,
+    /// More Lambda functions on the call's path (a pipeline's consumers), each with a `name`;
+    /// [`crate::Params::function_ms`] overrides a duration by name.
+    #[serde(default)]
+    pub functions: Vec<LambdaDefaults>,
+    /// The volume the profile is priced at when the caller names none (a pipeline at seed 001's
+    /// 12M events an hour); `latency cost --calls-per-month` overrides it.
+    #[serde(default)]
+    pub calls_per_month: Option<u64>,
+    /// A Kinesis data stream the call's record goes through (one record a call, of the
+    /// profile's `event_bytes`), billed per `mode`.
+    #[serde(default)]
+    pub stream: Option<Stream>,
     /// An EC2 instance running all month.
     #[serde(default)]
     pub instance: Option<Instance>,
@@ -55,11 +71,18 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaDefaults {
+    /// The function's name in the lines (`upstream`); required in `functions`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Calls one invocation serves: an event source's batch (10 SQS messages, 100 stream
+    /// records). The request and the duration are shared by the batch; default 1.
+    #[serde(default = "one")]
+    pub calls_per_invocation: f64,
     /// Architecture.
     pub arch: Arch,
     /// Memory, 128..=10240 MB.
     pub memory_mb: u32,
-    /// Handler duration of a warm call, before rounding up to whole ms.
+    /// Handler duration of a warm invocation (of the whole batch), before rounding up to whole ms.
     pub duration_ms: f64,
     /// INIT duration of a cold start (billed when [`crate::Params::init_billed`]).
     #[serde(default)]
@@ -89,6 +112,35 @@ pub struct Fargate {
     pub hours: f64,
     /// Fargate Spot instead of on-demand.
     pub spot: bool,
+}
+
+/// How a Kinesis data stream is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamMode {
+    /// Shard-hours for the shards the rate needs (1 MB/s or 1,000 records/s each) and 25 KB PUT
+    /// payload units.
+    Provisioned,
+    /// GB in (each record rounded up to 1 KB), GB out (per consumer) and stream-hours.
+    OnDemand,
+}
+
+/// A Kinesis data stream on the call's path: one record a call.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    /// Provisioned or on demand.
+    pub mode: StreamMode,
+    /// Shards whatever the rate (provisioned; default 1).
+    #[serde(default = "one_u32")]
+    pub min_shards: u32,
+    /// Consumers reading every record (on demand bills each read; default 1).
+    #[serde(default = "one_u32")]
+    pub consumers: u32,
+}
+
+fn one_u32() -> u32 {
+    1
 }
 
 /// A server's buffer: events from many calls go into one record until it reaches the sink's
@@ -154,11 +206,20 @@ impl Profile {
     /// [`crate::Params::arch`] may switch).
     pub fn price_keys(&self) -> Vec<String> {
         let mut keys = BTreeSet::new();
-        if self.lambda.is_some() {
+        if self.lambda.is_some() || !self.functions.is_empty() {
             keys.insert("lambda.request".to_owned());
             for arch in [Arch::X86_64, Arch::Arm64] {
                 keys.insert(arch.price_key().to_owned());
             }
+        }
+        if let Some(stream) = &self.stream {
+            let stream_keys: &[&str] = match stream.mode {
+                StreamMode::Provisioned => &["kinesis.shard_hour", "kinesis.put_payload_unit"],
+                StreamMode::OnDemand => {
+                    &["kinesis.on_demand_gb_in", "kinesis.on_demand_gb_out", "kinesis.on_demand_stream_hour"]
+                }
+            };
+            keys.extend(stream_keys.iter().map(|key| (*key).to_owned()));
         }
         if let Some(instance) = &self.instance {
             keys.insert(format!("ec2.{}", instance.instance_type));
@@ -197,18 +258,45 @@ impl Profile {
         if self.label.trim().is_empty() {
             return Err(fail("the label must not be empty".into()));
         }
-        if let Some(lambda) = &self.lambda {
+        let mut names = BTreeSet::new();
+        for (i, lambda) in self.lambda.iter().chain(&self.functions).enumerate() {
+            let what = match (&lambda.name, i) {
+                (Some(name), _) => format!("lambda `{name}`"),
+                (None, 0) if self.lambda.is_some() => "lambda".to_owned(),
+                (None, _) => return Err(fail("every one of `functions` needs a name".into())),
+            };
+            if let Some(name) = &lambda.name
+                && !names.insert(name.as_str())
+            {
+                return Err(fail(format!("two functions are named `{name}`")));
+            }
             if !(128..=10_240).contains(&lambda.memory_mb) {
                 return Err(fail(format!(
-                    "lambda.memory_mb = {} is outside Lambda's 128..=10240",
+                    "{what}: memory_mb = {} is outside Lambda's 128..=10240",
                     lambda.memory_mb
                 )));
             }
-            for (what, v) in [("lambda.duration_ms", lambda.duration_ms), ("lambda.init_ms", lambda.init_ms)]
-            {
+            for (field, v) in [("duration_ms", lambda.duration_ms), ("init_ms", lambda.init_ms)] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(fail(format!("{what} = {v} must be finite and not negative")));
+                    return Err(fail(format!("{what}: {field} = {v} must be finite and not negative")));
                 }
+            }
+            if !(lambda.calls_per_invocation.is_finite() && lambda.calls_per_invocation >= 1.0) {
+                return Err(fail(format!(
+                    "{what}: calls_per_invocation = {} must be at least 1",
+                    lambda.calls_per_invocation
+                )));
+            }
+        }
+        if self.calls_per_month == Some(0) {
+            return Err(fail("calls_per_month must be at least 1".into()));
+        }
+        if let Some(stream) = &self.stream {
+            if stream.min_shards == 0 || stream.consumers == 0 {
+                return Err(fail("stream.min_shards and stream.consumers must be at least 1".into()));
+            }
+            if self.event_bytes.is_none() {
+                return Err(fail("a stream needs the profile's event_bytes (the record's size)".into()));
             }
         }
         if let Some(instance) = &self.instance {
@@ -263,6 +351,8 @@ impl Profile {
             }
         }
         if self.lambda.is_none()
+            && self.functions.is_empty()
+            && self.stream.is_none()
             && self.instance.is_none()
             && self.fargate.is_none()
             && self.per_call.is_empty()
@@ -278,12 +368,28 @@ impl Profile {
 #[serde(deny_unknown_fields)]
 struct ProfilesFile {
     profile: Vec<Profile>,
+    #[serde(default)]
+    group: Vec<Group>,
+}
+
+/// A name for several profiles priced together (`queue`, `pipeline`), usable wherever an id is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// The name, distinct from every profile id.
+    pub id: String,
+    /// The profiles' ids, in the order printed.
+    pub profiles: Vec<String>,
 }
 
 /// Parses and validates a profiles file (same format as the built-in `profiles.toml`); `name`
 /// appears in every error. Price keys are checked against a book by
 /// [`crate::PriceBook::check_profile`] (and by [`crate::estimate`]).
 pub fn parse_profiles(text: &str, name: &str) -> Result<Vec<Profile>, CostError> {
+    parse_file(text, name).map(|file| file.profile)
+}
+
+fn parse_file(text: &str, name: &str) -> Result<ProfilesFile, CostError> {
     let file: ProfilesFile = toml::from_str(text).map_err(|err| CostError::Parse {
         file: name.to_owned(),
         message: err.to_string().trim_end().to_owned(),
@@ -299,25 +405,57 @@ pub fn parse_profiles(text: &str, name: &str) -> Result<Vec<Profile>, CostError>
             });
         }
     }
-    Ok(file.profile)
+    for group in &file.group {
+        let fail = |reason: String| CostError::InvalidProfile {
+            file: name.to_owned(),
+            profile: group.id.clone(),
+            reason,
+        };
+        if !seen.insert(group.id.as_str()) {
+            return Err(fail("a group's id must differ from every profile's and group's".into()));
+        }
+        if group.profiles.is_empty() {
+            return Err(fail("a group names at least one profile".into()));
+        }
+        if let Some(missing) = group.profiles.iter().find(|id| !file.profile.iter().any(|p| &p.id == *id)) {
+            return Err(fail(format!("the group names `{missing}`, which is not a profile")));
+        }
+    }
+    Ok(file)
 }
 
-static PROFILES: OnceLock<Result<Vec<Profile>, CostError>> = OnceLock::new();
+static PROFILES: OnceLock<Result<ProfilesFile, CostError>> = OnceLock::new();
+
+fn builtin() -> Result<&'static ProfilesFile, CostError> {
+    PROFILES.get_or_init(|| parse_file(BUILTIN_TEXT, BUILTIN_NAME)).as_ref().map_err(Clone::clone)
+}
 
 /// The built-in architectures (`crates/cost/profiles.toml`), in file order.
 pub fn profiles() -> Result<&'static [Profile], CostError> {
-    PROFILES
-        .get_or_init(|| parse_profiles(BUILTIN_TEXT, BUILTIN_NAME))
-        .as_ref()
-        .map(Vec::as_slice)
-        .map_err(Clone::clone)
+    builtin().map(|file| file.profile.as_slice())
+}
+
+/// The built-in groups (`queue`, `pipeline`): names for profiles priced together.
+pub fn groups() -> Result<&'static [Group], CostError> {
+    builtin().map(|file| file.group.as_slice())
 }
 
 /// One built-in architecture by id; an unknown id is an error listing the known ones.
 pub fn profile(id: &str) -> Result<&'static Profile, CostError> {
     let all = profiles()?;
-    all.iter().find(|p| p.id == id).ok_or_else(|| CostError::UnknownProfile {
-        id: id.to_owned(),
-        known: all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", "),
-    })
+    all.iter().find(|p| p.id == id).ok_or_else(|| unknown(id))
+}
+
+/// The built-in architectures an id names: the profile itself, or every profile of a group.
+pub fn select(id: &str) -> Result<Vec<&'static Profile>, CostError> {
+    match groups()?.iter().find(|group| group.id == id) {
+        Some(group) => group.profiles.iter().map(|id| profile(id)).collect(),
+        None => profile(id).map(|p| vec![p]),
+    }
+}
+
+fn unknown(id: &str) -> CostError {
+    let mut known: Vec<&str> = profiles().unwrap_or_default().iter().map(|p| p.id.as_str()).collect();
+    known.extend(groups().unwrap_or_default().iter().map(|g| g.id.as_str()));
+    CostError::UnknownProfile { id: id.to_owned(), known: known.join(", ") }
 }

@@ -202,9 +202,13 @@ impl Estimate {
         } else {
             format!(" of {} events", thousands(u64::from(self.events_per_call)))
         };
+        let calls = match &self.call {
+            Some(call) => format!("{call}s"),
+            None => "calls".to_owned(),
+        };
         let mut out = match format {
             Format::Text => format!(
-                "{}: {}\nprices {} as of {} (USD); per month at {} calls{events}\n",
+                "{}: {}\nprices {} as of {} (USD); per month at {} {calls}{events}\n",
                 self.profile,
                 self.label,
                 self.region,
@@ -212,7 +216,7 @@ impl Estimate {
                 thousands(self.calls_per_month)
             ),
             Format::Markdown => format!(
-                "### {}: {}\n\nPrices {} as of {} (USD); per month at {} calls{events}.\n",
+                "### {}: {}\n\nPrices {} as of {} (USD); per month at {} {calls}{events}.\n",
                 self.profile,
                 self.label,
                 self.region,
@@ -220,6 +224,14 @@ impl Estimate {
                 thousands(self.calls_per_month)
             ),
         };
+        if self.call.is_some() {
+            out.push_str(&format!(
+                "{}per 1,000 {calls}: {} (the per-call items; the monthly ones come on top){}\n",
+                if format == Format::Markdown { "\n" } else { "" },
+                money(self.per_million_calls / 1000.0),
+                if format == Format::Markdown { "." } else { "" },
+            ));
+        }
         out.push('\n');
         out.push_str(&table.render(format));
         if !self.notes.is_empty() {

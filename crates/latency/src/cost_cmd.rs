@@ -19,9 +19,10 @@ pub struct PriceArgs {
     /// A price file of your own (TOML, format in crates/cost/prices/README.md); overrides --region.
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
-    /// Calls per month, for the monthly total.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub calls_per_month: u64,
+    /// Calls per month, for the monthly total [default: the architecture's own volume (the
+    /// queue's 10 calculations a second, the pipeline's 12M items an hour), else 1,000,000].
+    #[arg(long)]
+    pub calls_per_month: Option<u64>,
     /// Lambda architecture (arm64, x86_64); default: each architecture's own.
     #[arg(long)]
     pub arch: Option<Arch>,
@@ -34,13 +35,19 @@ pub struct PriceArgs {
 pub struct Args {
     #[command(flatten)]
     pub prices: PriceArgs,
-    /// Only these architectures (ids from the summary; repeat or comma-separate). Default: all.
+    /// Only these architectures (ids from the summary, or a group: queue, pipeline; repeat or
+    /// comma-separate). Default: all.
     #[arg(long = "architecture", short = 'a', value_delimiter = ',')]
     architectures: Vec<String>,
     /// Billed Lambda duration per call in ms (default: each architecture's placeholder; measure
     /// it with `latency report`).
     #[arg(long)]
     duration_ms: Option<f64>,
+    /// A named function's duration per invocation in ms, replacing the architecture's
+    /// assumption: NAME=MS (the pipeline's upstream, midstream, downstream); repeat or
+    /// comma-separate.
+    #[arg(long, value_name = "NAME=MS", value_delimiter = ',', value_parser = parse_function_ms)]
+    function_ms: Vec<(String, f64)>,
     /// Lambda INIT duration in ms, billed on cold calls.
     #[arg(long)]
     init_ms: Option<f64>,
@@ -94,16 +101,31 @@ impl PriceArgs {
         }
     }
 
+    /// `--calls-per-month`, or the model's default volume.
+    pub fn calls_per_month(&self) -> u64 {
+        self.calls_per_month.unwrap_or(cost::Params::default().calls_per_month)
+    }
+
     /// Parameters for an estimate, with a measured or assumed duration.
     pub fn params(&self, duration_ms: Option<f64>) -> cost::Params {
         cost::Params {
             arch: self.arch,
             memory_mb: self.memory_mb,
             duration_ms,
-            calls_per_month: self.calls_per_month,
+            calls_per_month: self.calls_per_month(),
             ..cost::Params::default()
         }
     }
+}
+
+/// `midstream=42.5` → (`midstream`, 42.5).
+fn parse_function_ms(text: &str) -> Result<(String, f64), String> {
+    let (name, ms) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=MS"))?;
+    let ms: f64 = ms.trim().parse().map_err(|_| format!("`{ms}` is not a number of milliseconds"))?;
+    if name.trim().is_empty() {
+        return Err(format!("`{text}`: the function's name is missing"));
+    }
+    Ok((name.trim().to_owned(), ms))
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -111,7 +133,15 @@ pub fn run(args: Args) -> Result<(), Error> {
     let profiles: Vec<&Profile> = if args.architectures.is_empty() {
         cost::profiles()?.iter().collect()
     } else {
-        args.architectures.iter().map(|id| cost::profile(id.trim())).collect::<Result<_, _>>()?
+        let mut chosen: Vec<&Profile> = Vec::new();
+        for id in &args.architectures {
+            for profile in cost::select(id.trim())? {
+                if !chosen.iter().any(|p| p.id == profile.id) {
+                    chosen.push(profile);
+                }
+            }
+        }
+        chosen
     };
     let params = cost::Params {
         init_ms: args.init_ms,
@@ -121,6 +151,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         event_bytes: args.event_bytes,
         events_per_vcpu_s: args.events_per_vcpu_s,
         utilisation: args.utilisation,
+        function_ms: args.function_ms.clone(),
         ..args.prices.params(args.duration_ms)
     };
     let format = if args.markdown { Format::Markdown } else { Format::Text };
@@ -133,8 +164,16 @@ pub fn run(args: Args) -> Result<(), Error> {
         print!("{}", cost::compare_ingest(&book, &load, &params)?.render(format, args.summary));
         return Ok(());
     }
-    let estimates: Vec<Estimate> =
-        profiles.iter().map(|profile| cost::estimate(profile, &book, &params)).collect::<Result<_, _>>()?;
+    // Each architecture at the volume asked for, else at its own (the pipeline's 12M an hour).
+    let default_calls = cost::Params::default().calls_per_month;
+    let estimates: Vec<Estimate> = profiles
+        .iter()
+        .map(|profile| {
+            let calls_per_month =
+                args.prices.calls_per_month.or(profile.calls_per_month).unwrap_or(default_calls);
+            cost::estimate(profile, &book, &cost::Params { calls_per_month, ..params.clone() })
+        })
+        .collect::<Result<_, _>>()?;
     print!("{}", cost::render_summary(&estimates, format));
     if !args.summary {
         for estimate in &estimates {

@@ -291,7 +291,7 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
     let written = write_outputs(
         &args.out,
         book,
-        args.prices.calls_per_month,
+        args.prices.calls_per_month(),
         &rows,
         &unmeasured,
         args.memory_sweep.as_deref().zip(swept.as_ref().and_then(|s| s.as_ref().ok())),

@@ -50,6 +50,77 @@ fn cost_refuses_unknown_architectures_and_regions_with_the_known_ones() {
 }
 
 #[test]
+fn cost_queue_prices_each_path_per_1000_calculations_and_at_ten_a_second() {
+    let output = latency(&["cost", "-a", "queue"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for needle in [
+        "queue-sqs-lambda ",
+        "queue-sqs-lambda-burst",
+        "queue-rabbitmq-eks",
+        "queue-rabbitmq-kops",
+        "per month at 26,280,000 calculations",
+        "per 1,000 calculations: $",
+        "SQS ReceiveMessage",
+        "DynamoDB TransactWriteItems (Put + ADD, 2 WRU each)",
+        "EKS control plane (730 h)",
+        "kOps control-plane node",
+        "NLB in front of RabbitMQ",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Each path once, even when named twice (a group and one of its ids).
+    let output = latency(&["cost", "-a", "queue,queue-rabbitmq-eks", "--summary"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).matches("queue-rabbitmq-eks").count(), 1, "{}", stdout(&output));
+    // A volume asked for replaces the profile's own.
+    let output = latency(&["cost", "-a", "queue-rabbitmq-kops", "--calls-per-month", "1000", "--summary"]);
+    assert!(stdout(&output).contains("@ 1,000"), "{}", stdout(&output));
+}
+
+#[test]
+fn cost_pipeline_itemises_both_stream_modes_at_12_million_items_an_hour() {
+    let output = latency(&["cost", "-a", "pipeline"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for needle in [
+        "pipeline-provisioned",
+        "pipeline-on-demand",
+        "per month at 8,760,000,000 items",
+        // 8.76 billion HTTP API requests at London's $1.16 per million.
+        "$10,161.60",
+        "Lambda upstream request",
+        "Lambda midstream request (1 per 100 calls)",
+        "Lambda downstream duration",
+        "Kinesis shard-hours (4 shards all month)",
+        "Kinesis PUT payload units (200 B record)",
+        "Kinesis on-demand data in (200 B record billed as 1,024 B)",
+        "DynamoDB items table conditional PutItem",
+        "DynamoDB results table conditional PutItem",
+        "CloudWatch custom metrics (8, via EMF)",
+        "CloudWatch Logs: EMF lines",
+        "Lambda-based consumers are free",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn cost_function_ms_replaces_a_named_functions_assumed_duration_and_refuses_bad_pairs() {
+    let output =
+        latency(&["cost", "-a", "pipeline-provisioned", "--function-ms", "midstream=42.2,downstream=7"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("Lambda midstream duration (arm64, 128 MB, 43 ms billed per 100 calls)"), "{text}");
+    assert!(text.contains("Lambda downstream duration (arm64, 128 MB, 7 ms billed per 100 calls)"), "{text}");
+    for bad in ["midstream", "midstream=fast", "=5", "midstream=-3"] {
+        let output = latency(&["cost", "-a", "pipeline", "--function-ms", bad]);
+        assert!(!output.status.success(), "{bad} ran:\n{}", stdout(&output));
+        assert!(!stderr(&output).is_empty(), "{bad}");
+    }
+}
+
+#[test]
 fn cost_ingest_itemises_the_lambda_path_and_the_batching_server_at_12_million_events_an_hour() {
     let output = latency(&["cost", "--ingest"]);
     assert!(output.status.success(), "{}", stderr(&output));

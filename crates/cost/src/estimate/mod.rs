@@ -10,11 +10,13 @@ mod ec2;
 mod fargate;
 mod lambda;
 mod per_call;
+mod stream;
 
 use bill::Bill;
 pub use fargate::FleetUsage;
 pub use lambda::LambdaUsage;
 pub use per_call::RecordUsage;
+pub use stream::{KINESIS_SHARD_BYTES_PER_S, KINESIS_SHARD_RECORDS_PER_S, StreamUsage};
 
 use crate::CostError;
 use crate::arch::Arch;
@@ -37,8 +39,11 @@ pub struct Params {
     pub arch: Option<Arch>,
     /// Lambda memory, 128..=10240 MB; the CPU share scales with it.
     pub memory_mb: Option<u32>,
-    /// Warm handler duration, before rounding up to whole ms.
+    /// Warm handler duration of the profile's `lambda`, before rounding up to whole ms.
     pub duration_ms: Option<f64>,
+    /// Warm durations of named functions (`upstream`, `midstream`, `downstream` …): a
+    /// measured duration replaces the profile's assumption. Names a profile lacks are ignored.
+    pub function_ms: Vec<(String, f64)>,
     /// INIT duration of a cold start.
     pub init_ms: Option<f64>,
     /// Whether INIT is billed (default `true`: custom runtimes like `provided.al2023` always, and
@@ -69,6 +74,7 @@ impl Default for Params {
             arch: None,
             memory_mb: None,
             duration_ms: None,
+            function_ms: Vec::new(),
             init_ms: None,
             init_billed: true,
             cold_start_ratio: 0.0,
@@ -128,6 +134,8 @@ pub struct Estimate {
     pub profile: String,
     /// Profile label.
     pub label: String,
+    /// What one call is when it is not an HTTP request (`calculation`), from the profile.
+    pub call: Option<String>,
     /// Book id, e.g. `eu-west-2-2026-11`.
     pub book: String,
     /// The book's region.
@@ -149,6 +157,10 @@ pub struct Estimate {
     pub per_month: f64,
     /// The Lambda settings used, for Lambda profiles.
     pub lambda: Option<LambdaUsage>,
+    /// The settings of the profile's further `functions`, in order.
+    pub functions: Vec<LambdaUsage>,
+    /// How the profile's Kinesis stream was sized and billed.
+    pub stream: Option<StreamUsage>,
     /// How events became records, for profiles with a `record` item.
     pub records: Option<RecordUsage>,
     /// How many tasks, for profiles with a fleet.
@@ -177,12 +189,23 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
     let mut bill = Bill::new(profile, book, params);
     let lambda = match &profile.lambda {
         None => None,
-        Some(defaults) => Some(lambda::price(&mut bill, defaults)?),
+        Some(defaults) => Some(lambda::price(&mut bill, defaults, true)?),
     };
+    let functions = profile
+        .functions
+        .iter()
+        .map(|defaults| lambda::price(&mut bill, defaults, false))
+        .collect::<Result<Vec<_>, _>>()?;
     let events_per_s = params.calls_per_month as f64 * f64::from(params.events_per_call) / SECONDS_PER_MONTH;
     let fleet = fargate::size_fleet(&mut bill, events_per_s);
     let tasks = fleet.as_ref().map_or(1, |f| f.tasks);
     let records = per_call::price_items(&mut bill, events_per_s / f64::from(tasks))?;
+    let stream = match &profile.stream {
+        None => None,
+        Some(spec) => {
+            Some(stream::price(&mut bill, spec, params.calls_per_month as f64 / SECONDS_PER_MONTH)?)
+        }
+    };
     if let Some(instance) = &profile.instance {
         ec2::price_instance(&mut bill, instance)?;
     }
@@ -203,6 +226,7 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
     Ok(Estimate {
         profile: profile.id.clone(),
         label: profile.label.clone(),
+        call: profile.call.clone(),
         book: book.id().to_owned(),
         region: book.region().to_owned(),
         as_of: book.as_of().to_owned(),
@@ -213,6 +237,8 @@ pub fn estimate(profile: &Profile, book: &PriceBook, params: &Params) -> Result<
         per_million_calls,
         fixed_per_month,
         lambda,
+        functions,
+        stream,
         records,
         fleet,
         notes,
@@ -226,7 +252,10 @@ fn check_params(params: &Params) -> Result<(), CostError> {
     {
         return invalid("memory_mb", format!("{mb} is outside Lambda's 128..=10240 MB"));
     }
-    for (name, value) in [("duration_ms", params.duration_ms), ("init_ms", params.init_ms)] {
+    let named = params.function_ms.iter().map(|(_, ms)| ("function_ms", Some(*ms)));
+    for (name, value) in
+        [("duration_ms", params.duration_ms), ("init_ms", params.init_ms)].into_iter().chain(named)
+    {
         if let Some(ms) = value
             && !(ms.is_finite() && (0.0..=MAX_LAMBDA_MS).contains(&ms))
         {

@@ -14,9 +14,12 @@
 //!    the rest of the run goes on;
 //! 4. poll `done` every `--poll-ms` until done ≥ accepted: that moment is the **elapsed** time;
 //! 5. print calculations, accepted, failed posts, the post phase, elapsed, ideal, elapsed/ideal
-//!    and the throughput (accepted calculations per second of elapsed), and `done` at the end;
-//!    `--json` prints the same as one JSON object (and the seed). A run that fails (timed out,
-//!    nothing accepted) prints nothing on stdout: the error goes to stderr, the exit code is 1.
+//!    and the throughput (accepted calculations per second of elapsed), and `done` at the end,
+//!    then the run's **cost**: the accepted calculations × the per-call cost of the path driven
+//!    (`run_cost`: the `queue-*` profiles of `latency cost -a queue`, at the run's region's
+//!    prices, else London's); `--json` prints the same as one JSON object (and the seed). A run
+//!    that fails (timed out, nothing accepted) prints nothing on stdout: the error goes to
+//!    stderr, the exit code is 1.
 //!
 //! `--timeout` counts from the clock start (posting is never cut short; its default is
 //! `60 + 2 × max + N × max / 100` seconds: a minute of slack, twice the longest calculation, and
@@ -60,6 +63,7 @@ mod dlq;
 mod driver;
 mod post;
 mod rng;
+mod run_cost;
 mod summary;
 mod target;
 
@@ -232,12 +236,27 @@ pub async fn run(args: Args) -> Result<(), Error> {
         tracing::debug!(error = %e, "closing the broker connection");
     }
     let summary = result?;
+    // A run's figures are never lost to its pricing: without a price, the run prints no cost.
+    let run_cost =
+        run_cost::RunCost::of_run(kind, summary.accepted, config.region().map(aws_config::Region::as_ref))
+            .inspect_err(|e| tracing::warn!(error = %e, "the run's cost could not be priced"))
+            .ok();
     if args.json {
+        let mut value =
+            serde_json::to_value(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+        if let Some(run_cost) = &run_cost {
+            value["cost"] =
+                serde_json::to_value(run_cost).map_err(|e| Error::Invalid(format!("cost: {e}")))?;
+        }
         let json =
-            serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+            serde_json::to_string_pretty(&value).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
         println!("{json}");
     } else {
-        print!("{}", summary.render());
+        print!(
+            "{}{}",
+            summary.render(),
+            run_cost.as_ref().map(run_cost::RunCost::render).unwrap_or_default()
+        );
     }
     Ok(())
 }
