@@ -274,7 +274,8 @@ fn thin_dots(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 /// sorted by send time; a vertical line marks `load_end_s`, when the last request was sent. A
 /// pipeline that keeps up is a flat band; a backlog is a slope (each item waits behind more).
 pub fn latency_over_time_svg(title: &str, points: &[(f64, f64)], load_end_s: f64) -> Result<String, Error> {
-    let points: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let points: Vec<(f64, f64)> =
+        points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
     if points.is_empty() {
         return Err(Error::Invalid("no items to chart".into()));
     }
@@ -310,7 +311,10 @@ pub fn latency_over_time_svg(title: &str, points: &[(f64, f64)], load_end_s: f64
             .label("items")
             .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
         chart
-            .draw_series(LineSeries::new([(load_end_s, y_lo), (load_end_s, y_hi)], BLACK.mix(0.5).stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(load_end_s, y_lo), (load_end_s, y_hi)],
+                BLACK.mix(0.5).stroke_width(1),
+            ))
             .map_err(|e| chart_error(&e))?
             .label("last request")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5).stroke_width(1)));
@@ -432,7 +436,8 @@ mod tests {
 
     #[test]
     fn latency_over_time_has_a_dot_per_item_up_to_a_cap_and_keeps_the_slowest() {
-        let points: Vec<(f64, f64)> = (0..10_000).map(|i| (f64::from(i) / 100.0, 20.0 + f64::from(i % 7))).collect();
+        let points: Vec<(f64, f64)> =
+            (0..10_000).map(|i| (f64::from(i) / 100.0, 20.0 + f64::from(i % 7))).collect();
         let mut with_outlier = points.clone();
         with_outlier[4321].1 = 5000.0;
         let svg = latency_over_time_svg("pipeline", &with_outlier, 100.0).expect("renders");
@@ -440,7 +445,10 @@ mod tests {
         let dots = svg.matches("<circle").count();
         assert!(dots <= MAX_DOTS + 2 && dots > MAX_DOTS / 2, "{dots} dots");
         let thinned = thin_dots(&with_outlier);
-        assert!(thinned.len() <= MAX_DOTS + 1 && thinned.contains(&(43.21, 5000.0)), "the slowest item is kept");
+        assert!(
+            thinned.len() <= MAX_DOTS + 1 && thinned.contains(&(43.21, 5000.0)),
+            "the slowest item is kept"
+        );
         let few = latency_over_time_svg("few", &points[..3], 1.0).expect("renders");
         assert_eq!(few.matches("<circle").count(), 3 + 1, "three items and the legend's dot");
         assert!(latency_over_time_svg("none", &[], 1.0).is_err());

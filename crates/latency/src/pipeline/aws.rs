@@ -74,13 +74,9 @@ impl AwsSource {
                     .set_projection_expression(projection.map(str::to_owned))
                     .build()
                     .map_err(|e| Error::Aws(format!("BatchGetItem on {table}: {e}")))?;
-                let out = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(table, request)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Aws(format!("BatchGetItem on {table}: {}", DisplayErrorContext(e))))?;
+                let out = self.dynamodb.batch_get_item().request_items(table, request).send().await.map_err(
+                    |e| Error::Aws(format!("BatchGetItem on {table}: {}", DisplayErrorContext(e))),
+                )?;
                 if let Some(mut responses) = out.responses
                     && let Some(items) = responses.remove(table)
                 {
@@ -121,7 +117,10 @@ impl ResultsSource for AwsSource {
             .send()
             .await
             .map_err(|e| {
-                Error::Aws(format!("GetQueueAttributes on {url}: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))
+                Error::Aws(format!(
+                    "GetQueueAttributes on {url}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
             })?;
         let count = |name: QueueAttributeName| -> u64 {
             out.attributes().and_then(|a| a.get(&name)).and_then(|n| n.parse().ok()).unwrap_or(0)
@@ -189,10 +188,11 @@ mod tests {
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
         let (results, items) = testkit::moto::pipeline_tables(&dynamodb, "pipeline").await;
-        let queue = match sqs.create_queue().queue_name(testkit::moto::unique("pipeline-failures")).send().await {
-            Ok(out) => out.queue_url().unwrap_or_default().to_owned(),
-            Err(e) => panic!("create queue: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
-        };
+        let queue =
+            match sqs.create_queue().queue_name(testkit::moto::unique("pipeline-failures")).send().await {
+                Ok(out) => out.queue_url().unwrap_or_default().to_owned(),
+                Err(e) => panic!("create queue: {}", aws_sdk_sqs::error::DisplayErrorContext(e)),
+            };
         let source = AwsSource::new(&config, results.clone(), items.clone(), Some(queue.clone()));
         Some(Fixture { dynamodb, sqs, source, results, items, queue })
     }
@@ -212,7 +212,8 @@ mod tests {
 
     impl Fixture {
         async fn put(&self, table: &str, id: &str, attributes: &[(&str, f64)]) {
-            let mut put = self.dynamodb.put_item().table_name(table).item("id", AttributeValue::S(id.to_owned()));
+            let mut put =
+                self.dynamodb.put_item().table_name(table).item("id", AttributeValue::S(id.to_owned()));
             for (name, value) in attributes {
                 put = put.item(*name, AttributeValue::N(value.to_string()));
             }
@@ -248,12 +249,22 @@ mod tests {
         let row = waited.rows.iter().find(|r| r.id == "run-7").expect("run-7");
         let expected = stamps(7);
         assert_eq!(
-            [row.client_ms, row.upstream_ms, row.kinesis_ms, row.midstream_ms, row.stream_ms, row.downstream_ms],
+            [
+                row.client_ms,
+                row.upstream_ms,
+                row.kinesis_ms,
+                row.midstream_ms,
+                row.stream_ms,
+                row.downstream_ms
+            ],
             expected.map(|(_, v)| Some(v))
         );
         // The nearest-rank figures of what was read: end to end is 40 + n % 10 ms, 25 of each.
         let e2e = crate::pipeline::stats::latencies(&waited.rows).into_iter().next().expect("end to end");
-        assert_eq!((e2e.name, e2e.count, e2e.p50, e2e.p90, e2e.p99, e2e.max), ("EndToEnd", 250, 44.0, 48.0, 49.0, 49.0));
+        assert_eq!(
+            (e2e.name, e2e.count, e2e.p50, e2e.p90, e2e.p99, e2e.max),
+            ("EndToEnd", 250, 44.0, 48.0, 49.0, 49.0)
+        );
     }
 
     /// A source whose items come through after its first lookup: the downstream catching up.
@@ -292,8 +303,9 @@ mod tests {
         let ids = vec!["early".to_owned(), "late-1".to_owned(), "late-2".to_owned()];
         let mut seen = Vec::new();
         let until = Instant::now() + Duration::from_secs(30);
-        let waited =
-            wait_for(&late, &ids, until, Duration::from_millis(10), |found, _| seen.push(found)).await.expect("reads");
+        let waited = wait_for(&late, &ids, until, Duration::from_millis(10), |found, _| seen.push(found))
+            .await
+            .expect("reads");
         assert!(waited.missing.is_empty());
         assert_eq!((waited.polls, seen), (2, vec![1, 3]));
         let mut got: Vec<&str> = waited.rows.iter().map(|r| r.id.as_str()).collect();
@@ -313,8 +325,13 @@ mod tests {
         }
         let ids = vec!["through".to_owned(), "midstream-only".to_owned(), "nowhere".to_owned()];
         // A deadline already passed: one lookup, then the missing ones are placed.
-        let waited = wait_for(&fx.source, &ids, Instant::now(), Duration::from_millis(10), |_, _| {}).await.expect("reads");
-        assert_eq!((waited.polls, waited.missing.clone()), (1, vec!["midstream-only".to_owned(), "nowhere".to_owned()]));
+        let waited = wait_for(&fx.source, &ids, Instant::now(), Duration::from_millis(10), |_, _| {})
+            .await
+            .expect("reads");
+        assert_eq!(
+            (waited.polls, waited.missing.clone()),
+            (1, vec!["midstream-only".to_owned(), "nowhere".to_owned()])
+        );
         let stuck = Stuck::locate(&fx.source, &waited.missing, before).await.expect("locates");
         assert_eq!(stuck.between_midstream_and_downstream, ["midstream-only"]);
         assert_eq!(stuck.between_upstream_and_midstream, ["nowhere"]);
@@ -331,7 +348,10 @@ mod tests {
             assert!(text.contains(expected), "{expected:?} not in:\n{text}");
         }
         // Counting read no message: both are still there to be received.
-        assert_eq!(fx.source.failure_queue().await.expect("depth"), Some(QueueDepth { messages: 2, in_flight: 0 }));
+        assert_eq!(
+            fx.source.failure_queue().await.expect("depth"),
+            Some(QueueDepth { messages: 2, in_flight: 0 })
+        );
     }
 
     #[tokio::test]

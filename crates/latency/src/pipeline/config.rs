@@ -129,7 +129,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = load_local(&dir.path().join("pipeline.toml")).expect_err("missing").to_string();
         assert!(err.contains("pipeline.toml not found") && err.contains("scripts/local up"), "{err}");
-        let err = parse_local("url = 'http://x/items'\nitems_table = 'i'", "p.toml").expect_err("no results table");
+        let err =
+            parse_local("url = 'http://x/items'\nitems_table = 'i'", "p.toml").expect_err("no results table");
         assert!(err.to_string().contains("p.toml") && err.to_string().contains("results_table"), "{err}");
         let err = parse_local("url = 'ftp://x'\nresults_table = 'r'\nitems_table = 'i'", "p.toml")
             .expect_err("not http")

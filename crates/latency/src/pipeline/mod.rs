@@ -305,7 +305,9 @@ mod tests {
         };
         let input = load_input(&shape, "http://x/items").expect("input");
         assert!(input.body.as_deref().is_some_and(|b| b.contains("now_s")));
-        assert!(probe::load::scenario(&input.validate().expect("valid")).starts_with("open loop, 200/s for 30s"));
+        assert!(
+            probe::load::scenario(&input.validate().expect("valid")).starts_with("open loop, 200/s for 30s")
+        );
         // A body without {{id}} cannot be traced: an error naming the flag.
         let untraceable = Shape { body: Some("{}".into()), ..Shape::default() };
         let err = load_input(&untraceable, "http://x/items").expect("input").validate().map_err(spec_error);

@@ -40,7 +40,8 @@ const LATENCIES: [(&str, &str, Stamp, Stamp, bool); 7] = [
     ("StreamToDownstream", "DynamoDB stream record → downstream", |r| r.stream_ms, |r| r.downstream_ms, true),
 ];
 
-const SECOND_PRECISE: &str = "second-precise: the DynamoDB stream record's creation time is whole seconds on AWS";
+const SECOND_PRECISE: &str =
+    "second-precise: the DynamoDB stream record's creation time is whole seconds on AWS";
 const CLIENT_SECONDS: &str =
     "second-precise: the items' timestamps were whole seconds (send {{now_ms}} for milliseconds)";
 
@@ -78,7 +79,12 @@ pub fn samples(rows: &[Row]) -> Vec<(&'static str, Vec<f64>)> {
 }
 
 /// count, mean, p50, p90, p95, p99, max of `samples` (nearest rank), rounded to 2 decimals.
-pub fn summarize(name: &'static str, spans: &'static str, samples: &[f64], note: Option<String>) -> Option<Latency> {
+pub fn summarize(
+    name: &'static str,
+    spans: &'static str,
+    samples: &[f64],
+    note: Option<String>,
+) -> Option<Latency> {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let at = |p: f64| percentile(&sorted, p).map(round2);
@@ -117,8 +123,9 @@ pub struct Flow {
     pub accepted_in_per_s: f64,
     /// Items that came through.
     pub items_through: usize,
-    /// Items through per second, over the seconds (of `downstream_ms`) from the first item's
-    /// to the last one's, both counted.
+    /// Items through per second, from the start of the load to the last item's
+    /// `downstream_ms` (the load's seconds and the drain): equal to the accepted requests per
+    /// second when nothing backs up.
     pub items_through_per_s: f64,
     /// The busiest second's items.
     pub peak_through_per_s: u64,
@@ -141,14 +148,13 @@ pub fn flow(rows: &[Row], requests: u64, accepted: usize, started_at_ms: u64, el
     for &s in &seconds {
         through_timeline[s] += 1;
     }
-    let first = seconds.iter().min().copied().unwrap_or(0);
-    let window = through_timeline.len().saturating_sub(first);
     let last_ms = downstream.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let window_s = if last_ms.is_finite() { ((last_ms - start) / 1000.0).max(elapsed_s) } else { 0.0 };
     Flow {
         requests_in_per_s: per_s(requests as f64),
         accepted_in_per_s: per_s(accepted as f64),
         items_through: rows.len(),
-        items_through_per_s: if window > 0 { round2(downstream.len() as f64 / window as f64) } else { 0.0 },
+        items_through_per_s: if window_s > 0.0 { round2(downstream.len() as f64 / window_s) } else { 0.0 },
         peak_through_per_s: through_timeline.iter().copied().max().unwrap_or(0),
         through_timeline,
         drain_s: last_ms.is_finite().then(|| round2(((last_ms - start) / 1000.0 - elapsed_s).max(0.0))),
@@ -191,7 +197,8 @@ mod tests {
 
     #[test]
     fn every_hop_is_measured_and_the_stream_hops_say_they_are_second_precise() {
-        let rows = vec![row(1, 999_990.0, 1_000_000.0, 1_000_050.0), row(2, 1_000_000.0, 1_000_010.0, 1_000_040.0)];
+        let rows =
+            vec![row(1, 999_990.0, 1_000_000.0, 1_000_050.0), row(2, 1_000_000.0, 1_000_010.0, 1_000_040.0)];
         let all = latencies(&rows);
         let names: Vec<&str> = all.iter().map(|l| l.name).collect();
         assert_eq!(
@@ -221,7 +228,10 @@ mod tests {
 
     #[test]
     fn whole_second_client_timestamps_mark_end_to_end_second_precise() {
-        let rows = vec![row(1, 1_000_000.0, 1_000_400.0, 1_000_450.0), row(2, 1_001_000.0, 1_001_200.0, 1_001_260.0)];
+        let rows = vec![
+            row(1, 1_000_000.0, 1_000_400.0, 1_000_450.0),
+            row(2, 1_001_000.0, 1_001_200.0, 1_001_260.0),
+        ];
         let e2e = latencies(&rows).into_iter().find(|l| l.name == "EndToEnd").expect("end to end");
         assert!(e2e.note.is_some_and(|n| n.contains("whole seconds")));
     }
@@ -239,10 +249,12 @@ mod tests {
         let flow = flow(&rows, 6, 5, start, 2.0);
         assert_eq!((flow.requests_in_per_s, flow.accepted_in_per_s), (3.0, 2.5));
         assert_eq!(flow.through_timeline, vec![1, 2, 1, 1]);
-        assert_eq!((flow.items_through, flow.items_through_per_s, flow.peak_through_per_s), (5, 1.25, 2));
+        // 5 items over the 3.5 s from the start to the last one.
+        assert_eq!((flow.items_through, flow.items_through_per_s, flow.peak_through_per_s), (5, 1.43, 2));
         assert_eq!(flow.drain_s, Some(1.5));
-        // The last item through before the load ended: no drain.
-        assert_eq!(super::flow(&rows[..2], 6, 5, start, 2.0).drain_s, Some(0.0));
+        // The last item through before the load ended: no drain, and the load's 2 s the window.
+        let early = super::flow(&rows[..2], 6, 5, start, 2.0);
+        assert_eq!((early.drain_s, early.items_through_per_s), (Some(0.0), 1.0));
         let none = super::flow(&[], 6, 5, start, 2.0);
         assert_eq!((none.drain_s, none.items_through_per_s, none.through_timeline.len()), (None, 0.0, 0));
     }

@@ -67,12 +67,22 @@ impl PipelineReport {
             self.requests, self.accepted, self.failed, flow.peak_through_per_s
         );
         let e2e = self.latency("EndToEnd");
-        let seconds = |pick: fn(&Latency) -> f64| e2e.map_or_else(|| "–".to_owned(), |l| format!("{:.3} s", pick(l) / 1000.0));
+        let seconds = |pick: fn(&Latency) -> f64| {
+            e2e.map_or_else(|| "–".to_owned(), |l| format!("{:.3} s", pick(l) / 1000.0))
+        };
         let drain = flow.drain_s.map_or_else(|| "–".to_owned(), |s| format!("{s:.2} s"));
         let _ = writeln!(md, "| | this run | {LABEL} |\n|---|---:|---:|");
         let rows = [
-            ("requests in per second", format!("{:.1}", flow.requests_in_per_s), format!("{}", SEED.requests_in_per_s)),
-            ("items through per second", format!("{:.1}", flow.items_through_per_s), format!("{}", SEED.items_through_per_s)),
+            (
+                "requests in per second",
+                format!("{:.1}", flow.requests_in_per_s),
+                format!("{}", SEED.requests_in_per_s),
+            ),
+            (
+                "items through per second",
+                format!("{:.1}", flow.items_through_per_s),
+                format!("{}", SEED.items_through_per_s),
+            ),
             ("end-to-end mean", seconds(|l| l.mean), format!("{} s", SEED.end_to_end_mean_s)),
             ("end-to-end p99", seconds(|l| l.p99), format!("{} s", SEED.end_to_end_p99_s)),
             ("end-to-end max", seconds(|l| l.max), format!("{} s", SEED.end_to_end_max_s)),
@@ -84,7 +94,7 @@ impl PipelineReport {
         let _ = writeln!(
             md,
             "\nRequests in: sent per second of the load ({:.1}/s accepted). Items through: per second \
-             from the first item's downstream second to the last one's. Drain: from the end of the load \
+             from the start of the load to the last item's downstream stamp. Drain: from the end of the load \
              to the last item's downstream stamp.\n",
             flow.accepted_in_per_s
         );

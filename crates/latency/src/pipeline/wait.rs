@@ -124,7 +124,8 @@ impl Stuck {
                     now.messages, now.in_flight
                 );
                 if let Some(before) = before {
-                    let added = (now.messages + now.in_flight).saturating_sub(before.messages + before.in_flight);
+                    let added =
+                        (now.messages + now.in_flight).saturating_sub(before.messages + before.in_flight);
                     text.push_str(&format!(
                         "; {added} more than before the run (records the event source mappings gave up on)"
                     ));
