@@ -166,6 +166,7 @@ mod tests {
     //! Against moto: the tables and the queue created as the stack declares them, result rows
     //! written as the downstream function writes them.
 
+    use std::future::pending;
     use std::time::Duration;
 
     use tokio::time::Instant;
@@ -239,11 +240,12 @@ mod tests {
         }
         let mut seen = Vec::new();
         let until = Instant::now() + Duration::from_secs(30);
-        let waited = wait_for(&fx.source, &ids, until, Duration::from_millis(10), |found, total| {
-            seen.push((found, total));
-        })
-        .await
-        .expect("reads");
+        let waited =
+            wait_for(&fx.source, &ids, until, Duration::from_millis(10), pending(), |found, total| {
+                seen.push((found, total));
+            })
+            .await
+            .expect("reads");
         assert!(waited.missing.is_empty(), "missing {:?}", waited.missing);
         assert_eq!((waited.rows.len(), waited.polls, seen), (250, 1, vec![(250, 250)]));
         let row = waited.rows.iter().find(|r| r.id == "run-7").expect("run-7");
@@ -303,9 +305,10 @@ mod tests {
         let ids = vec!["early".to_owned(), "late-1".to_owned(), "late-2".to_owned()];
         let mut seen = Vec::new();
         let until = Instant::now() + Duration::from_secs(30);
-        let waited = wait_for(&late, &ids, until, Duration::from_millis(10), |found, _| seen.push(found))
-            .await
-            .expect("reads");
+        let waited =
+            wait_for(&late, &ids, until, Duration::from_millis(10), pending(), |found, _| seen.push(found))
+                .await
+                .expect("reads");
         assert!(waited.missing.is_empty());
         assert_eq!((waited.polls, seen), (2, vec![1, 3]));
         let mut got: Vec<&str> = waited.rows.iter().map(|r| r.id.as_str()).collect();
@@ -325,9 +328,10 @@ mod tests {
         }
         let ids = vec!["through".to_owned(), "midstream-only".to_owned(), "nowhere".to_owned()];
         // A deadline already passed: one lookup, then the missing ones are placed.
-        let waited = wait_for(&fx.source, &ids, Instant::now(), Duration::from_millis(10), |_, _| {})
-            .await
-            .expect("reads");
+        let waited =
+            wait_for(&fx.source, &ids, Instant::now(), Duration::from_millis(10), pending(), |_, _| {})
+                .await
+                .expect("reads");
         assert_eq!(
             (waited.polls, waited.missing.clone()),
             (1, vec!["midstream-only".to_owned(), "nowhere".to_owned()])
@@ -352,6 +356,21 @@ mod tests {
             fx.source.failure_queue().await.expect("depth"),
             Some(QueueDepth { messages: 2, in_flight: 0 })
         );
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_at_once_with_what_came_through() {
+        let Some(fx) = fixture().await else { return };
+        fx.through("through", 1).await;
+        let ids = vec!["through".to_owned(), "never".to_owned()];
+        let asked = std::time::Instant::now();
+        let until = Instant::now() + Duration::from_secs(600);
+        let waited =
+            wait_for(&fx.source, &ids, until, Duration::from_secs(60), std::future::ready(()), |_, _| {})
+                .await
+                .expect("reads");
+        assert!(asked.elapsed() < Duration::from_secs(5), "returned on the stop, not after a poll interval");
+        assert_eq!((waited.polls, waited.rows.len(), waited.missing), (1, 1, vec!["never".to_owned()]));
     }
 
     #[tokio::test]

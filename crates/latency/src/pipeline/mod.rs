@@ -161,7 +161,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
 
     let waiting = tokio::time::Instant::now();
     let mut stderr = std::io::stderr();
-    let waited = wait_for(&source, &ids, waiting + args.drain_timeout, args.poll, |found, total| {
+    // The load's Ctrl-C handler stays installed: a Ctrl-C now ends the wait, not the process.
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let waited = wait_for(&source, &ids, waiting + args.drain_timeout, args.poll, stop, |found, total| {
         if show {
             let _ = write!(stderr, "\r\x1b[2Kwaiting: {found} of {total} items through");
             let _ = stderr.flush();

@@ -28,15 +28,18 @@ pub struct Waited {
     pub polls: u32,
 }
 
-/// Looks `ids` up in the results table until all are there or `until` passes, `poll` apart;
+/// Looks `ids` up in the results table until all are there, `until` passes or `stop` resolves
+/// (Ctrl-C: the run's report is then what came through so far), `poll` apart;
 /// `on_poll(found, total)` after each lookup.
 pub async fn wait_for(
     source: &impl ResultsSource,
     ids: &[String],
     until: Instant,
     poll: Duration,
+    stop: impl Future<Output = ()>,
     mut on_poll: impl FnMut(usize, usize),
 ) -> Result<Waited, Error> {
+    let mut stop = std::pin::pin!(stop);
     let mut waited = Waited { missing: ids.to_vec(), ..Waited::default() };
     loop {
         let rows = source.results(&waited.missing).await?;
@@ -53,7 +56,10 @@ pub async fn wait_for(
         if waited.missing.is_empty() || now >= until {
             return Ok(waited);
         }
-        tokio::time::sleep(poll.min(until - now)).await;
+        tokio::select! {
+            () = tokio::time::sleep(poll.min(until - now)) => {}
+            () = &mut stop => return Ok(waited),
+        }
     }
 }
 
