@@ -253,6 +253,14 @@ mod tests {
         assert!(aws.config().await.is_ok());
     }
 
+    #[tokio::test]
+    async fn a_region_named_by_the_host_wins_over_the_environments() {
+        // Whatever AWS_REGION says (the test environment sets one, or none).
+        let aws = Aws::new(TrustRoots::Amazon).with_region("ap-southeast-2");
+        let config = aws.config().await.expect("a region");
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("ap-southeast-2"));
+    }
+
     #[test]
     fn the_embedded_amazon_roots_are_five_parsable_certificates() {
         use rustls::pki_types::CertificateDer;
