@@ -258,7 +258,7 @@ mod tests {
         // Whatever AWS_REGION says (the test environment sets one, or none).
         let aws = Aws::new(TrustRoots::Amazon).with_region("ap-southeast-2");
         let config = aws.config().await.expect("a region");
-        assert_eq!(config.region().map(|r| r.as_ref()), Some("ap-southeast-2"));
+        assert_eq!(config.region().map(AsRef::as_ref), Some("ap-southeast-2"));
     }
 
     #[test]
