@@ -109,12 +109,13 @@ pub async fn load_with(roots: TrustRoots) -> SdkConfig {
 /// calls (a Lambda invocation of several minutes) must not be cut short. Hosts use [`Aws`],
 /// which sets [`Timeouts`].
 pub async fn load_at(roots: TrustRoots, endpoint: Option<&str>) -> SdkConfig {
-    load_configured(roots, endpoint, None).await
+    load_configured(roots, endpoint, None, None).await
 }
 
 async fn load_configured(
     roots: TrustRoots,
     endpoint: Option<&str>,
+    region: Option<&str>,
     timeouts: Option<&Timeouts>,
 ) -> SdkConfig {
     let https = aws_smithy_http_client::Builder::new()
@@ -124,6 +125,9 @@ async fn load_configured(
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
     if let Some(timeouts) = timeouts {
         loader = loader.timeout_config(timeouts.timeout_config()).retry_config(timeouts.retry_config());
@@ -152,6 +156,7 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 pub struct Aws {
     roots: TrustRoots,
     endpoint: Option<String>,
+    region: Option<String>,
     timeouts: Timeouts,
     config: tokio::sync::OnceCell<SdkConfig>,
 }
@@ -160,13 +165,27 @@ impl Aws {
     /// Loads with these trust roots and the default [`Timeouts`] when first asked (region,
     /// credentials and endpoint from the environment, as [`load_with`]).
     pub fn new(roots: TrustRoots) -> Aws {
-        Aws { roots, endpoint: None, timeouts: Timeouts::DEFAULT, config: tokio::sync::OnceCell::new() }
+        Aws {
+            roots,
+            endpoint: None,
+            region: None,
+            timeouts: Timeouts::DEFAULT,
+            config: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Every client sends to `endpoint` (see [`load_at`]).
     #[must_use]
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Aws {
         self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Every client calls this region, whatever the environment says (a region named in a file,
+    /// such as the local stack's).
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>) -> Aws {
+        self.region = Some(region.into());
         self
     }
 
@@ -183,6 +202,7 @@ impl Aws {
         Aws {
             roots: TrustRoots::Amazon,
             endpoint: None,
+            region: None,
             timeouts,
             config: tokio::sync::OnceCell::from(config),
         }
@@ -195,7 +215,14 @@ impl Aws {
     pub async fn config(&self) -> Result<&SdkConfig, Error> {
         let config = self
             .config
-            .get_or_init(|| load_configured(self.roots, self.endpoint.as_deref(), Some(&self.timeouts)))
+            .get_or_init(|| {
+                load_configured(
+                    self.roots,
+                    self.endpoint.as_deref(),
+                    self.region.as_deref(),
+                    Some(&self.timeouts),
+                )
+            })
             .await;
         match config.region() {
             Some(_) => Ok(config),
@@ -224,6 +251,14 @@ mod tests {
         let region = aws_config::Region::from_static("eu-west-2");
         let aws = Aws::loaded(SdkConfig::builder().region(region).build());
         assert!(aws.config().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_region_named_by_the_host_wins_over_the_environments() {
+        // Whatever AWS_REGION says (the test environment sets one, or none).
+        let aws = Aws::new(TrustRoots::Amazon).with_region("ap-southeast-2");
+        let config = aws.config().await.expect("a region");
+        assert_eq!(config.region().map(AsRef::as_ref), Some("ap-southeast-2"));
     }
 
     #[test]

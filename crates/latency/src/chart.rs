@@ -257,6 +257,79 @@ pub fn timeline_svg(title: &str, seconds: &[probe::load::Second]) -> Result<Stri
     Ok(svg)
 }
 
+/// At most this many dots on the latency-over-time chart (every n-th by send time, and the
+/// slowest item always): the shape of 20 000 items shows as well with 4 000.
+const MAX_DOTS: usize = 4000;
+
+/// Every n-th point, at most [`MAX_DOTS`], and the slowest one whatever its rank.
+fn thin_dots(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let step = points.len().div_ceil(MAX_DOTS).max(1);
+    let slowest = points.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
+    let mut dots: Vec<(f64, f64)> = points.iter().copied().step_by(step).collect();
+    dots.extend(slowest.filter(|s| !dots.contains(s)));
+    dots
+}
+
+/// Latency against send time, one dot per item: `points` are `(seconds from the start, ms)`
+/// sorted by send time; a vertical line marks `load_end_s`, when the last request was sent. A
+/// pipeline that keeps up is a flat band; a backlog is a slope (each item waits behind more).
+pub fn latency_over_time_svg(title: &str, points: &[(f64, f64)], load_end_s: f64) -> Result<String, Error> {
+    let points: Vec<(f64, f64)> =
+        points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    if points.is_empty() {
+        return Err(Error::Invalid("no items to chart".into()));
+    }
+    let dots = thin_dots(&points);
+    let x_lo = points.iter().map(|p| p.0).fold(0.0_f64, f64::min);
+    let x_hi = points.iter().map(|p| p.0).fold(load_end_s.max(1.0), f64::max) * 1.02;
+    let y_lo = points.iter().map(|p| p.1).fold(0.0_f64, f64::min);
+    let y_hi = points.iter().map(|p| p.1).fold(1.0_f64, f64::max) * 1.08;
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 480)).into_drawing_area();
+        let chart_error = |err: &dyn std::fmt::Display| Error::Invalid(format!("chart: {err}"));
+        root.fill(&WHITE).map_err(|e| chart_error(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+            .map_err(|e| chart_error(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("send time (seconds from the start)")
+            .y_desc("end-to-end latency (ms)")
+            .y_label_formatter(&|v| format_ms(*v))
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        let color = Palette99::pick(0).to_rgba();
+        chart
+            .draw_series(dots.iter().map(|&p| Circle::new(p, 2, color.mix(0.5).filled())))
+            .map_err(|e| chart_error(&e))?
+            .label("items")
+            .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
+        chart
+            .draw_series(LineSeries::new(
+                [(load_end_s, y_lo), (load_end_s, y_hi)],
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(|e| chart_error(&e))?
+            .label("last request")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5).stroke_width(1)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| chart_error(&e))?;
+        root.present().map_err(|e| chart_error(&e))?;
+    }
+    Ok(svg)
+}
+
 fn format_ms(v: f64) -> String {
     if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") }
 }
@@ -359,6 +432,27 @@ mod tests {
         }
         assert!(!svg.contains("NaN"));
         assert!(timeline_svg("empty", &[]).is_err());
+    }
+
+    #[test]
+    fn latency_over_time_has_a_dot_per_item_up_to_a_cap_and_keeps_the_slowest() {
+        let points: Vec<(f64, f64)> =
+            (0..10_000).map(|i| (f64::from(i) / 100.0, 20.0 + f64::from(i % 7))).collect();
+        let mut with_outlier = points.clone();
+        with_outlier[4321].1 = 5000.0;
+        let svg = latency_over_time_svg("pipeline", &with_outlier, 100.0).expect("renders");
+        assert!(svg.starts_with("<svg") && svg.contains("last request"));
+        let dots = svg.matches("<circle").count();
+        assert!(dots <= MAX_DOTS + 2 && dots > MAX_DOTS / 2, "{dots} dots");
+        let thinned = thin_dots(&with_outlier);
+        assert!(
+            thinned.len() <= MAX_DOTS + 1 && thinned.contains(&(43.21, 5000.0)),
+            "the slowest item is kept"
+        );
+        let few = latency_over_time_svg("few", &points[..3], 1.0).expect("renders");
+        assert_eq!(few.matches("<circle").count(), 3 + 1, "three items and the legend's dot");
+        assert!(latency_over_time_svg("none", &[], 1.0).is_err());
+        assert!(!svg.contains("NaN"));
     }
 
     #[test]

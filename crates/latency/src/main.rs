@@ -6,6 +6,7 @@
 //! - `latency report` — probe (or load) named targets, write `report.md` and SVG charts
 //! - `latency cold-start` — play the Lambda Runtime API for a bootstrap: init and first-call times
 //! - `latency queue` — post N calc(x) jobs with x ~ U(0, max) and time them until all are done
+//! - `latency pipeline` — load the seed-003 pipeline, wait for every item, end-to-end and per-hop latency
 //! - `latency sweep` — one function at several memory sizes: duration and cost at each
 
 mod chart;
@@ -15,6 +16,7 @@ mod error;
 mod invoke;
 mod load_cmd;
 mod local_state;
+mod pipeline;
 mod probe_cmd;
 mod queue;
 mod report;
@@ -48,6 +50,9 @@ enum Command {
     ColdStart(coldstart::Args),
     /// Post N calc(x) jobs with x ~ U(0, max) and time them until all are done.
     Queue(queue::Args),
+    /// Load the pipeline (HTTP → Kinesis → DynamoDB → stream), wait until every accepted item
+    /// came through, and report end-to-end and per-hop latency beside seed 003's figures.
+    Pipeline(pipeline::Args),
     /// One function at several memory sizes (a deployed one, or the hits bootstrap here under
     /// Lambda's CPU share): duration, billed duration and cost per size, power-tuning style.
     Sweep(sweep::Args),
@@ -78,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Cost(args) => cost_cmd::run(args),
             Command::ColdStart(args) => coldstart::run(args).await,
             Command::Queue(args) => queue::run(args).await,
+            Command::Pipeline(args) => pipeline::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
         }
     });

@@ -170,6 +170,16 @@ pub async fn calc_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (
     (done, messages)
 }
 
+/// The pipeline's tables as the contract declares `PipelineResultsTable` and `PipelineItemsTable`:
+/// partition key `id` (S), on-demand (without the items table's stream and the TTL, which the
+/// driver's tests do not need). Returns `(results_table, items_table)`.
+pub async fn pipeline_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (String, String) {
+    use aws_sdk_dynamodb::types::ScalarAttributeType;
+    let results = table(dynamodb, &format!("{prefix}-results"), "id", ScalarAttributeType::S).await;
+    let items = table(dynamodb, &format!("{prefix}-items"), "id", ScalarAttributeType::S).await;
+    (results, items)
+}
+
 /// A new provisioned Kinesis data stream of `shards` shards. moto makes it `ACTIVE` at once
 /// (AWS takes seconds); this checks that rather than waiting, so a slower emulator fails here
 /// with a clear message instead of in the test.
