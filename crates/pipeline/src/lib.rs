@@ -1,0 +1,78 @@
+//! The pipeline's domain: HTTP → upstream → Kinesis → midstream → items table → its stream →
+//! downstream → results table + CloudWatch (EMF). No Lambda or HTTP imports: the three Lambdas
+//! are glue in `functions/pipeline-*` (docs/pipeline.md).
+//!
+//! - [`item`]: what upstream accepts (content type, size, fields, the timestamp rule);
+//! - [`record`]: the Kinesis record data;
+//! - [`stamps`]: the stamps, the rows of both tables, the latencies;
+//! - [`emf`]: the metrics lines downstream writes;
+//! - the ports: [`Stream`] (put one record) and [`Table`] (put a row if its id is absent; the
+//!   items table and the results table), with [`memory`] adapters and the AWS ones,
+//!   [`kinesis`] and [`dynamodb`] (features of the same names).
+
+pub mod emf;
+pub mod error;
+pub mod item;
+pub mod memory;
+pub mod record;
+pub mod stamps;
+
+#[cfg(feature = "aws")]
+mod aws_error;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+
+use std::sync::Arc;
+
+pub use error::Error;
+pub use futures_util::future::BoxFuture;
+pub use item::Item;
+pub use stamps::{ItemRow, Row, Stamps};
+
+/// Where upstream puts records: one Kinesis data stream.
+pub trait Stream: Send + Sync {
+    /// Puts one record with this partition key; `Ok` once the stream acknowledged it.
+    fn put<'a>(&'a self, partition_key: &'a str, data: Vec<u8>) -> BoxFuture<'a, Result<(), Error>>;
+    /// Opens the connection with a cheap call (Lambda init, on the unthrottled CPU).
+    fn warm(&self) -> BoxFuture<'_, Result<(), Error>>;
+    /// `kinesis:<stream>`, `memory`.
+    fn describe(&self) -> String;
+}
+
+/// What a conditional put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The row was written now.
+    Inserted,
+    /// A row with this id was there already (a redelivery): nothing written, not an error.
+    AlreadyThere,
+}
+
+/// A table keyed by `id`: the items table (midstream) and the results table (downstream).
+pub trait Table: Send + Sync {
+    /// Writes the row unless one with its id exists; `Ok` once durable.
+    fn put_if_absent<'a>(&'a self, row: &'a Row) -> BoxFuture<'a, Result<Put, Error>>;
+    /// Opens the connection with a cheap call.
+    fn warm(&self) -> BoxFuture<'_, Result<(), Error>>;
+    /// `dynamodb:<table>`, `memory`.
+    fn describe(&self) -> String;
+}
+
+pub type SharedStream = Arc<dyn Stream>;
+pub type SharedTable = Arc<dyn Table>;
+
+/// The Kinesis stream `name`, its client built from `aws` (once per process).
+#[cfg(feature = "kinesis")]
+pub async fn open_stream(name: &str, aws: &aws_setup::Aws) -> Result<SharedStream, Error> {
+    let config = aws.config().await.map_err(|e| Error::Aws(e.to_string()))?;
+    Ok(Arc::new(kinesis::KinesisStream::new(aws_sdk_kinesis::Client::new(config), name)))
+}
+
+/// The DynamoDB table `name`, its client built from `aws` (once per process).
+#[cfg(feature = "dynamodb")]
+pub async fn open_table(name: &str, aws: &aws_setup::Aws) -> Result<SharedTable, Error> {
+    let config = aws.config().await.map_err(|e| Error::Aws(e.to_string()))?;
+    Ok(Arc::new(dynamodb::DynamoDbTable::new(aws_sdk_dynamodb::Client::new(config), name)))
+}
