@@ -194,7 +194,7 @@ pub async fn run(results: SharedTable, namespace: String) -> Result<(), lambda_r
             "table connection open"
         ),
         Err(e) => {
-            tracing::warn!(table = %results.describe(), error = %e, "could not pre-connect to the table; will retry per batch")
+            tracing::warn!(table = %results.describe(), error = %e, "could not pre-connect to the table; will retry per batch");
         }
     }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {

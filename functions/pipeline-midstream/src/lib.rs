@@ -127,7 +127,7 @@ pub async fn run(table: SharedTable) -> Result<(), lambda_runtime::Error> {
             "table connection open"
         ),
         Err(e) => {
-            tracing::warn!(table = %table.describe(), error = %e, "could not pre-connect to the table; will retry per batch")
+            tracing::warn!(table = %table.describe(), error = %e, "could not pre-connect to the table; will retry per batch");
         }
     }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
