@@ -63,8 +63,16 @@ pub struct Row {
     pub attributes: Vec<(&'static str, Attr)>,
 }
 
-fn n(value: impl ToString) -> Attr {
+fn n(value: u64) -> Attr {
     Attr::N(value.to_string())
+}
+
+/// Milliseconds as a DynamoDB number: to the microsecond, without trailing zeros (`Display`
+/// would write a tiny float with hundreds of digits, which DynamoDB refuses past 38).
+fn ms(value: f64) -> Attr {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    Attr::N(if text.is_empty() || text == "-" { "0".to_owned() } else { text.to_owned() })
 }
 
 impl Row {
@@ -75,7 +83,7 @@ impl Row {
             id: row.id.clone(),
             attributes: vec![
                 ("item", Attr::S(row.item.clone())),
-                ("client_ms", n(row.client_ms)),
+                ("client_ms", ms(row.client_ms)),
                 ("upstream_ms", n(row.upstream_ms)),
                 ("kinesis_ms", n(row.kinesis_ms)),
                 ("midstream_ms", n(row.midstream_ms)),
@@ -89,7 +97,7 @@ impl Row {
         Row {
             id: id.to_owned(),
             attributes: vec![
-                ("client_ms", n(stamps.client_ms)),
+                ("client_ms", ms(stamps.client_ms)),
                 ("upstream_ms", n(stamps.upstream_ms)),
                 ("kinesis_ms", n(stamps.kinesis_ms)),
                 ("midstream_ms", n(stamps.midstream_ms)),
@@ -135,10 +143,11 @@ pub fn item_row_from_image(image: &serde_json::Value) -> Result<ItemRow, Error> 
             .map_err(|_| Error::Poison(format!("NewImage {name} = {text:?} is not whole milliseconds")))
     };
     let client = attribute("client_ms", "N")?;
-    let client_ms =
-        client.parse::<f64>().ok().filter(|ms| ms.is_finite() && *ms > 0.0).ok_or_else(|| {
-            Error::Poison(format!("NewImage client_ms = {client:?} is not a positive number"))
-        })?;
+    let client_ms = client
+        .parse::<f64>()
+        .ok()
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .ok_or_else(|| Error::Poison(format!("NewImage client_ms = {client:?} is not a number of ms")))?;
     let id = attribute("id", "S")?;
     if id.is_empty() {
         return Err(Error::Poison("NewImage id is empty".into()));
@@ -240,6 +249,19 @@ mod tests {
             ]
         );
         assert_eq!(result.number("expires"), Some(1_733_450_001.0 + 86_400.0));
+    }
+
+    #[test]
+    fn client_milliseconds_are_written_to_the_microsecond_as_dynamodb_takes_them() {
+        let text = |value: f64| match ms(value) {
+            Attr::N(text) => text,
+            Attr::S(_) => unreachable!(),
+        };
+        assert_eq!(text(1_796_525_120_004.0), "1796525120004");
+        assert_eq!(text(1_796_525_120_004.5), "1796525120004.5");
+        assert_eq!(text(1_796_525_120_004.123_2), "1796525120004.123");
+        assert_eq!(text(5e-321), "0");
+        assert_eq!(text(1e15 - 1.0), "999999999999999");
     }
 
     #[test]
