@@ -54,7 +54,8 @@ pub fn attributes(row: &Row) -> HashMap<String, AttributeValue> {
 
 impl Table for DynamoDbTable {
     fn put_if_absent<'a>(&'a self, row: &'a Row) -> BoxFuture<'a, Result<Put, Error>> {
-        Box::pin(async move {
+        let span = crate::call_span("DynamoDB", "PutItem");
+        let call = async move {
             let put = self
                 .client
                 .put_item()
@@ -72,7 +73,8 @@ impl Table for DynamoDbTable {
                 }
                 Err(e) => Err(self.failed("PutItem", &e)),
             }
-        })
+        };
+        Box::pin(crate::traced(call, span))
     }
 
     fn warm(&self) -> BoxFuture<'_, Result<(), Error>> {

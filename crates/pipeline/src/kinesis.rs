@@ -32,7 +32,8 @@ where
 
 impl Stream for KinesisStream {
     fn put<'a>(&'a self, partition_key: &'a str, data: Vec<u8>) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
+        let span = crate::call_span("Kinesis", "PutRecord");
+        let call = async move {
             self.client
                 .put_record()
                 .stream_name(&self.stream)
@@ -42,7 +43,8 @@ impl Stream for KinesisStream {
                 .await
                 .map_err(|e| failed("PutRecord", &e))?;
             Ok(())
-        })
+        };
+        Box::pin(crate::traced(call, span))
     }
 
     fn warm(&self) -> BoxFuture<'_, Result<(), Error>> {

@@ -26,6 +26,8 @@ pub mod kinesis;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 pub use error::Error;
 pub use futures_util::future::BoxFuture;
 pub use item::Item;
@@ -75,4 +77,29 @@ pub async fn open_stream(name: &str, aws: &aws_setup::Aws) -> Result<SharedStrea
 pub async fn open_table(name: &str, aws: &aws_setup::Aws) -> Result<SharedTable, Error> {
     let config = aws.config().await.map_err(|e| Error::Aws(e.to_string()))?;
     Ok(Arc::new(dynamodb::DynamoDbTable::new(aws_sdk_dynamodb::Client::new(config), name)))
+}
+
+/// The span of one call to an AWS service: on Lambda the X-Ray layer (`edge::xray`) makes it a
+/// subsegment named `service` with `aws.operation` (fields `xray`, `xray.namespace`,
+/// `aws.operation`), and records a failure in `error`. DEBUG: the layer takes it whatever the log
+/// level, while the logs at INFO do not pay for a span per call.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+fn call_span(service: &'static str, operation: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "aws",
+        xray = service,
+        xray.namespace = "aws",
+        aws.operation = operation,
+        error = tracing::field::Empty
+    )
+}
+
+/// `call` within `span`, its error recorded there.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+async fn traced<T>(call: impl Future<Output = Result<T, Error>>, span: tracing::Span) -> Result<T, Error> {
+    let result = call.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.record("error", tracing::field::display(e));
+    }
+    result
 }
