@@ -6,10 +6,12 @@
 //! - [`record`]: the Kinesis record data;
 //! - [`stamps`]: the stamps, the rows of both tables, the latencies;
 //! - [`emf`]: the metrics lines downstream writes;
+//! - [`batch`]: a batch's rows written concurrently, stopping after a failure;
 //! - the ports: [`Stream`] (put one record) and [`Table`] (put a row if its id is absent; the
 //!   items table and the results table), with [`memory`] adapters and the AWS ones,
 //!   [`kinesis`] and [`dynamodb`] (features of the same names).
 
+pub mod batch;
 pub mod emf;
 pub mod error;
 pub mod item;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+pub use batch::{MAX_IN_FLIGHT, put_all};
 pub use error::Error;
 pub use futures_util::future::BoxFuture;
 pub use item::Item;

@@ -6,7 +6,8 @@
 //! `ApproximateCreationDateTime` (**whole seconds** on AWS: the hops through it are only
 //! second-precise); `downstream_ms` = when the batch arrived (this host's clock). One
 //! conditional `PutItem` of the results row ([`pipeline::stamps::Row::result`]); the records of a
-//! batch are written concurrently.
+//! batch are written concurrently, [`pipeline::MAX_IN_FLIGHT`] at a time; after a table failure
+//! the records not yet started are reported without a call ([`pipeline::batch`]).
 //!
 //! - **inserted**: its latencies ([`pipeline::Stamps::latencies`]) go into this invocation's
 //!   metrics;
@@ -75,19 +76,14 @@ fn stamps_of(record: &EventRecord, downstream_ms: u64) -> Result<(String, Stamps
     Ok((row.id.clone(), Stamps::of(&row, stream_ms, downstream_ms)))
 }
 
-async fn write(results: &SharedTable, record: &EventRecord, downstream_ms: u64) -> Outcome {
+/// What to do with a record before any write: write this row (with these stamps), or the
+/// outcome it already has.
+fn plan(record: &EventRecord, downstream_ms: u64) -> Result<(Row, Stamps), Outcome> {
     if record.event_name != "INSERT" {
-        return Outcome::Skipped;
+        return Err(Outcome::Skipped);
     }
-    let (id, stamps) = match stamps_of(record, downstream_ms) {
-        Ok(got) => got,
-        Err(e) => return Outcome::Poison(e),
-    };
-    match results.put_if_absent(&Row::result(&id, &stamps)).await {
-        Ok(Put::Inserted) => Outcome::Inserted(stamps),
-        Ok(Put::AlreadyThere) => Outcome::AlreadyThere,
-        Err(e) => Outcome::Failed(e),
-    }
+    let (id, stamps) = stamps_of(record, downstream_ms).map_err(Outcome::Poison)?;
+    Ok((Row::result(&id, &stamps), stamps))
 }
 
 /// Handles one batch of the items table's stream: every record written concurrently, the
@@ -99,8 +95,31 @@ pub async fn handle(
     request_id: &str,
 ) -> Result<Handled, BatchError> {
     let downstream_ms = stamps::now_ms();
-    let outcomes =
-        futures_util::future::join_all(event.records.iter().map(|r| write(results, r, downstream_ms))).await;
+    let (rows, plans): (Vec<Option<Row>>, Vec<Result<Stamps, Outcome>>) = event
+        .records
+        .iter()
+        .map(|r| match plan(r, downstream_ms) {
+            Ok((row, stamps)) => (Some(row), Ok(stamps)),
+            Err(outcome) => (None, Err(outcome)),
+        })
+        .unzip();
+    let written = pipeline::put_all(results.as_ref(), &rows).await;
+    let outcomes: Vec<Outcome> = plans
+        .into_iter()
+        .zip(written)
+        .map(|(plan, put)| match (plan, put) {
+            (Err(outcome), _) => outcome,
+            (Ok(stamps), Some(Ok(Put::Inserted))) => Outcome::Inserted(stamps),
+            (Ok(_), Some(Ok(Put::AlreadyThere))) => Outcome::AlreadyThere,
+            (Ok(_), Some(Err(e))) => Outcome::Failed(e),
+            // `put_all` answers every row it is given; were it not to, retry the record.
+            (Ok(_), None) => Outcome::Failed(Error::Table {
+                table: results.describe(),
+                detail: "no answer for this record".into(),
+                timed_out: false,
+            }),
+        })
+        .collect();
     let mut response = DynamoDbEventResponse::default();
     let mut metrics = emf::Batch::new();
     let (mut already, mut skipped, mut reported) = (0, 0, 0);

@@ -5,7 +5,8 @@
 //! Per record: the data decoded ([`pipeline::record`]); `kinesis_ms` = the record's
 //! `approximateArrivalTimestamp`; `midstream_ms` = when the batch arrived (this host's clock);
 //! one conditional `PutItem` (`attribute_not_exists(id)`) of the row ([`pipeline::stamps::Row::item`]).
-//! The records of a batch are written concurrently.
+//! The records of a batch are written concurrently, [`pipeline::MAX_IN_FLIGHT`] at a time; after a
+//! table failure the records not yet started are reported without a call ([`pipeline::batch`]).
 //!
 //! - written, or **already there** (a redelivery: the condition failed): success;
 //! - **poison** (not a pipeline record, an invalid item): reported in `batchItemFailures` by its
@@ -48,24 +49,35 @@ fn row_of(record: &KinesisEventRecord, midstream_ms: u64) -> Result<Row, Error> 
     }))
 }
 
-async fn write(table: &SharedTable, record: &KinesisEventRecord, midstream_ms: u64) -> Outcome {
-    let row = match row_of(record, midstream_ms) {
-        Ok(row) => row,
-        Err(e) => return Outcome::Poison(e),
-    };
-    match table.put_if_absent(&row).await {
-        Ok(Put::Inserted) => Outcome::Inserted,
-        Ok(Put::AlreadyThere) => Outcome::AlreadyThere,
-        Err(e) => Outcome::Failed(e),
-    }
-}
-
 /// Handles one Kinesis batch: every record written concurrently; the poison and failed ones
 /// reported by sequence number. Also returns each record's outcome, in the batch's order.
 pub async fn handle(table: &SharedTable, event: KinesisEvent) -> (KinesisEventResponse, Vec<Outcome>) {
     let midstream_ms = stamps::now_ms();
-    let outcomes =
-        futures_util::future::join_all(event.records.iter().map(|r| write(table, r, midstream_ms))).await;
+    let (rows, poison): (Vec<Option<Row>>, Vec<Option<Error>>) = event
+        .records
+        .iter()
+        .map(|r| match row_of(r, midstream_ms) {
+            Ok(row) => (Some(row), None),
+            Err(e) => (None, Some(e)),
+        })
+        .unzip();
+    let written = pipeline::put_all(table.as_ref(), &rows).await;
+    let outcomes: Vec<Outcome> = poison
+        .into_iter()
+        .zip(written)
+        .map(|(poison, put)| match (poison, put) {
+            (Some(e), _) => Outcome::Poison(e),
+            (None, Some(Ok(Put::Inserted))) => Outcome::Inserted,
+            (None, Some(Ok(Put::AlreadyThere))) => Outcome::AlreadyThere,
+            (None, Some(Err(e))) => Outcome::Failed(e),
+            // `put_all` answers every row it is given; were it not to, retry the record.
+            (None, None) => Outcome::Failed(Error::Table {
+                table: table.describe(),
+                detail: "no answer for this record".into(),
+                timed_out: false,
+            }),
+        })
+        .collect();
     let mut response = KinesisEventResponse::default();
     let (mut inserted, mut already, mut poison, mut failed) = (0, 0, 0, 0);
     for (record, outcome) in event.records.iter().zip(&outcomes) {
