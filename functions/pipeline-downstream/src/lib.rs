@@ -123,6 +123,7 @@ pub async fn handle(
     let mut response = DynamoDbEventResponse::default();
     let mut metrics = emf::Batch::new();
     let (mut already, mut skipped, mut reported) = (0, 0, 0);
+    let mut first_reported: Option<(String, String)> = None;
     for (i, (record, outcome)) in event.records.iter().zip(&outcomes).enumerate() {
         let error = match outcome {
             Outcome::Inserted(stamps) => {
@@ -140,11 +141,15 @@ pub async fn handle(
             Outcome::Poison(e) | Outcome::Failed(e) => e,
         };
         let sequence = record.change.sequence_number.clone().ok_or(BatchError::NoSequenceNumber(i))?;
-        tracing::warn!(sequence = %sequence, error = %error, "record reported");
+        // One line per batch, not one per record (a stalled table fails them all).
+        first_reported.get_or_insert_with(|| (sequence.clone(), error.to_string()));
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = Some(sequence);
         response.batch_item_failures.push(failure);
         reported += 1;
+    }
+    if let Some((sequence, error)) = &first_reported {
+        tracing::warn!(count = reported, first_sequence = %sequence, first_error = %error, "records reported for retry");
     }
     tracing::info!(
         batch = outcomes.len(),

@@ -79,26 +79,53 @@ pub async fn handle(table: &SharedTable, event: KinesisEvent) -> (KinesisEventRe
         })
         .collect();
     let mut response = KinesisEventResponse::default();
-    let (mut inserted, mut already, mut poison, mut failed) = (0, 0, 0, 0);
+    let (mut inserted, mut already) = (0, 0);
+    let (mut poison, mut failed) = (Reported::default(), Reported::default());
     for (record, outcome) in event.records.iter().zip(&outcomes) {
         let sequence = &record.kinesis.sequence_number;
         match outcome {
             Outcome::Inserted => inserted += 1,
             Outcome::AlreadyThere => already += 1,
-            Outcome::Poison(e) => {
-                poison += 1;
-                tracing::warn!(sequence = %sequence, error = %e, "poison record reported");
-                response.add_failure(sequence.clone());
-            }
-            Outcome::Failed(e) => {
-                failed += 1;
-                tracing::warn!(sequence = %sequence, error = %e, "record not written; reported for retry");
-                response.add_failure(sequence.clone());
-            }
+            Outcome::Poison(e) => poison.add(sequence, e),
+            Outcome::Failed(e) => failed.add(sequence, e),
+        }
+        if matches!(outcome, Outcome::Poison(_) | Outcome::Failed(_)) {
+            response.add_failure(sequence.clone());
         }
     }
-    tracing::info!(batch = outcomes.len(), inserted, already_there = already, poison, failed, "batch done");
+    poison.log("poison records reported (the on-failure destination gets them after the retries)");
+    failed.log("records not written, reported for retry");
+    tracing::info!(
+        batch = outcomes.len(),
+        inserted,
+        already_there = already,
+        poison = poison.count,
+        failed = failed.count,
+        "batch done"
+    );
     (response, outcomes)
+}
+
+/// Reported records of one kind, logged as one line per batch (the first one's sequence number
+/// and error, and how many): a stalled table fails every record, which would otherwise be a
+/// line each.
+#[derive(Default)]
+struct Reported {
+    count: usize,
+    first: Option<(String, String)>,
+}
+
+impl Reported {
+    fn add(&mut self, sequence: &str, error: &Error) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| (sequence.to_owned(), error.to_string()));
+    }
+
+    fn log(&self, what: &str) {
+        if let Some((sequence, error)) = &self.first {
+            tracing::warn!(count = self.count, first_sequence = %sequence, first_error = %error, "{what}");
+        }
+    }
 }
 
 /// The function's settings, from its environment (template.yaml), read once in `main`.
