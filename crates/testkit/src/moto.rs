@@ -67,6 +67,13 @@ pub async fn counter_table(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) ->
     table(dynamodb, prefix, "id", aws_sdk_dynamodb::types::ScalarAttributeType::N).await
 }
 
+/// A new pipeline table as template.yaml declares `PipelineItemsTable` and
+/// `PipelineResultsTable`: partition key `id` (S), on-demand (moto keeps no stream or TTL that
+/// the tests need).
+pub async fn pipeline_table(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
+    table(dynamodb, prefix, "id", aws_sdk_dynamodb::types::ScalarAttributeType::S).await
+}
+
 /// A new on-demand table named after `prefix`, with the partition key `key` of type `kind`.
 async fn table(
     dynamodb: &aws_sdk_dynamodb::Client,
@@ -201,4 +208,41 @@ pub async fn kinesis_stream(kinesis: &aws_sdk_kinesis::Client, prefix: &str, sha
         "kinesis stream {stream} is not ACTIVE right after creation"
     );
     stream
+}
+
+/// Every record on the stream so far, `(partition key, data)`, shard by shard from
+/// `TRIM_HORIZON` until a shard returns nothing more.
+pub async fn kinesis_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Vec<u8>)> {
+    use aws_sdk_kinesis::error::DisplayErrorContext;
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let shards = match kinesis.list_shards().stream_name(stream).send().await {
+        Ok(out) => out.shards().iter().map(|s| s.shard_id().to_owned()).collect::<Vec<_>>(),
+        Err(e) => panic!("list shards of {stream}: {}", DisplayErrorContext(e)),
+    };
+    let mut records = Vec::new();
+    for shard in shards {
+        let iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("shard iterator of {stream}/{shard}: {}", DisplayErrorContext(e)));
+        let mut next = iterator.shard_iterator().map(str::to_owned);
+        while let Some(it) = next {
+            let out =
+                kinesis.get_records().shard_iterator(it).limit(10_000).send().await.unwrap_or_else(|e| {
+                    panic!("get records of {stream}/{shard}: {}", DisplayErrorContext(e))
+                });
+            if out.records().is_empty() {
+                break;
+            }
+            records.extend(
+                out.records().iter().map(|r| (r.partition_key().to_owned(), r.data().as_ref().to_vec())),
+            );
+            next = out.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    records
 }
