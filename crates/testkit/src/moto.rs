@@ -181,9 +181,8 @@ pub async fn calc_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (
 /// partition key `id` (S), on-demand (without the items table's stream and the TTL, which the
 /// driver's tests do not need). Returns `(results_table, items_table)`.
 pub async fn pipeline_tables(dynamodb: &aws_sdk_dynamodb::Client, prefix: &str) -> (String, String) {
-    use aws_sdk_dynamodb::types::ScalarAttributeType;
-    let results = table(dynamodb, &format!("{prefix}-results"), "id", ScalarAttributeType::S).await;
-    let items = table(dynamodb, &format!("{prefix}-items"), "id", ScalarAttributeType::S).await;
+    let results = pipeline_table(dynamodb, &format!("{prefix}-results")).await;
+    let items = pipeline_table(dynamodb, &format!("{prefix}-items")).await;
     (results, items)
 }
 
