@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long = "filter-event-name", value_parser = ["INSERT", "MODIFY", "REMOVE"])]
     pub filter_event_names: Vec<String>,
     #[command(flatten)]
-    pub mapping: crate::shards::Args,
+    pub mapping: crate::shards::Settings,
 }
 
 /// One table stream.

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, env = "EVENT_POLLER_STREAM")]
     pub stream: String,
     #[command(flatten)]
-    pub mapping: crate::shards::Args,
+    pub mapping: crate::shards::Settings,
 }
 
 /// One stream.

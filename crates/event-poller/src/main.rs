@@ -83,3 +83,24 @@ async fn run(source: Source, shutdown: Shutdown) -> Result<(), Exit> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_sqs_subcommand_takes_the_flags_sqs_poller_took() {
+        let cli = Cli::try_parse_from([
+            "event-poller", "sqs", "--queue-url", "http://q", "--invoke-url", "http://f", "--batch-size", "10",
+            "--batching-window-ms", "0", "--max-concurrency", "2", "--pollers", "5", "--timeout", "10",
+            "--shutdown-timeout", "35",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+}

@@ -104,7 +104,7 @@ pub trait Source: Send + Sync + 'static {
 
 /// The flags both stream subcommands share: the event source mapping's settings.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {
+pub struct Settings {
     /// The function's Invoke URL, e.g. http://127.0.0.1:9000/2015-03-31/functions/NAME/invocations
     #[arg(long, env = "EVENT_POLLER_INVOKE_URL")]
     pub invoke_url: String,
@@ -155,7 +155,7 @@ pub struct Args {
     pub shutdown_timeout: Duration,
 }
 
-impl Args {
+impl Settings {
     fn max_retries(&self) -> Option<u32> {
         u32::try_from(self.maximum_retry_attempts).ok()
     }
@@ -181,7 +181,7 @@ struct Stats {
 /// One event source mapping: a stream, its function, its settings.
 pub struct Mapping<S> {
     source: S,
-    args: Args,
+    args: Settings,
     filter: Vec<String>,
     invoker: Invoker,
     checkpoints: Checkpoints,
@@ -195,7 +195,7 @@ pub struct Mapping<S> {
 /// Runs the mapping until the shutdown, then lets the invocations in flight settle.
 pub async fn run<S: Source>(
     source: S,
-    args: Args,
+    args: Settings,
     filter: Vec<String>,
     aws: &aws_config::SdkConfig,
     shutdown: Shutdown,
