@@ -38,8 +38,10 @@ impl Checkpoints {
     }
 
     fn path(&self, shard: &str) -> PathBuf {
-        let name: String =
-            shard.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let name: String = shard
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .collect();
         self.dir.join(format!("{name}.json"))
     }
 

@@ -66,7 +66,9 @@ impl DynamoDbStreams {
                     .filter_map(|s| s.stream_arn())
                     .max_by_key(|arn| arn.rsplit('/').next().unwrap_or_default().to_owned())
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::Config(format!("table {table} has no stream (StreamSpecification)")))?
+                    .ok_or_else(|| {
+                        Error::Config(format!("table {table} has no stream (StreamSpecification)"))
+                    })?
             }
             (None, None) => return Err(Error::Config("name a --table or a --stream-arn".into())),
         };
@@ -76,7 +78,10 @@ impl DynamoDbStreams {
     fn record(&self, record: &aws_sdk_dynamodbstreams::types::Record) -> Option<Record> {
         let change = record.dynamodb()?;
         let sequence = change.sequence_number()?.to_owned();
-        let arrival_s = change.approximate_creation_date_time().map_or_else(crate::on_failure::now_s, |t| t.as_secs_f64());
+        let arrival_s = change.approximate_creation_date_time().map_or_else(
+            crate::on_failure::now_s,
+            aws_sdk_dynamodbstreams::primitives::DateTime::as_secs_f64,
+        );
         let event_name = record.event_name().map(|n| n.as_str().to_owned());
         let mut dynamodb = Map::new();
         dynamodb.insert("ApproximateCreationDateTime".into(), json!(arrival_s));
@@ -114,7 +119,9 @@ fn item(item: &HashMap<String, AttributeValue>) -> Value {
 
 /// One attribute value in DynamoDB's JSON (`{"S": "x"}`, binary as base64).
 fn attribute(value: &AttributeValue) -> Value {
-    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
     match value {
         AttributeValue::S(s) => json!({ "S": s }),
         AttributeValue::N(n) => json!({ "N": n }),
@@ -203,7 +210,10 @@ mod tests {
         let nested = HashMap::from([("n".to_owned(), AttributeValue::N("1.5".into()))]);
         let values = [
             (AttributeValue::S("x".into()), json!({"S": "x"})),
-            (AttributeValue::B(aws_sdk_dynamodbstreams::primitives::Blob::new(b"hi".to_vec())), json!({"B": "aGk="})),
+            (
+                AttributeValue::B(aws_sdk_dynamodbstreams::primitives::Blob::new(b"hi".to_vec())),
+                json!({"B": "aGk="}),
+            ),
             (AttributeValue::Bool(true), json!({"BOOL": true})),
             (AttributeValue::Null(true), json!({"NULL": true})),
             (AttributeValue::Ns(vec!["1".into(), "2".into()]), json!({"NS": ["1", "2"]})),

@@ -59,11 +59,17 @@ impl Invoker {
         let response = match self.http.post(&self.url).json(event).send().await {
             Ok(response) => response,
             Err(e) => {
-                return Invoked { request_id: request_id(None), status: 0, function_error: None, result: Err(e.into()) };
+                return Invoked {
+                    request_id: request_id(None),
+                    status: 0,
+                    function_error: None,
+                    result: Err(e.into()),
+                };
             }
         };
         let status = response.status();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let id = request_id(header("x-amzn-requestid").or_else(|| header("lambda-runtime-aws-request-id")));
         // The Invoke API reports a function error with 200 and this header; the emulator may
         // also answer with an error status.
@@ -71,7 +77,12 @@ impl Invoker {
         let body = match response.text().await {
             Ok(body) => body,
             Err(e) => {
-                return Invoked { request_id: id, status: status.as_u16(), function_error, result: Err(e.into()) };
+                return Invoked {
+                    request_id: id,
+                    status: status.as_u16(),
+                    function_error,
+                    result: Err(e.into()),
+                };
             }
         };
         if !status.is_success() || function_error.is_some() {
@@ -105,7 +116,11 @@ pub fn failed_items(body: &str) -> Result<Vec<String>, Error> {
     for failure in response.failures.unwrap_or_default() {
         match failure.id {
             Some(serde_json::Value::String(id)) if !id.is_empty() => ids.push(id),
-            other => return Err(Error::Response(format!("an itemIdentifier that names no record ({other:?}): {body}"))),
+            other => {
+                return Err(Error::Response(format!(
+                    "an itemIdentifier that names no record ({other:?}): {body}"
+                )));
+            }
         }
     }
     Ok(ids)

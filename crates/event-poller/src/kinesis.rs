@@ -109,9 +109,9 @@ impl Source for Kinesis {
         let call = match from {
             Position::TrimHorizon => call.shard_iterator_type(ShardIteratorType::TrimHorizon),
             Position::Latest => call.shard_iterator_type(ShardIteratorType::Latest),
-            Position::After(sequence) => {
-                call.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(sequence)
-            }
+            Position::After(sequence) => call
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence),
         };
         let out = call.send().await.map_err(|e| Error::aws("GetShardIterator", e))?;
         out.shard_iterator().map(str::to_owned).ok_or_else(|| Error::Aws {

@@ -27,7 +27,10 @@ use edge::server::{Exit, Shutdown};
 pub use error::Error;
 
 #[derive(Debug, Parser)]
-#[command(name = "event-poller", about = "Local stand-in for Lambda's event source mappings (SQS, Kinesis, DynamoDB Streams)")]
+#[command(
+    name = "event-poller",
+    about = "Local stand-in for Lambda's event source mappings (SQS, Kinesis, DynamoDB Streams)"
+)]
 struct Cli {
     #[command(subcommand)]
     source: Source,
@@ -65,7 +68,8 @@ async fn run(source: Source, shutdown: Shutdown) -> Result<(), Exit> {
         Source::Kinesis(args) => {
             aws_setup::install_tls_provider();
             let aws = aws_setup::load().await;
-            let Some(stream) = shutdown.unless_requested(kinesis::Kinesis::open(&aws, &args.stream)).await else {
+            let Some(stream) = shutdown.unless_requested(kinesis::Kinesis::open(&aws, &args.stream)).await
+            else {
                 return Ok(());
             };
             let stream = stream.map_err(Exit::start)?;
@@ -74,7 +78,8 @@ async fn run(source: Source, shutdown: Shutdown) -> Result<(), Exit> {
         Source::DynamodbStreams(args) => {
             aws_setup::install_tls_provider();
             let aws = aws_setup::load().await;
-            let Some(stream) = shutdown.unless_requested(dynamodb_streams::DynamoDbStreams::open(&aws, &args)).await
+            let Some(stream) =
+                shutdown.unless_requested(dynamodb_streams::DynamoDbStreams::open(&aws, &args)).await
             else {
                 return Ok(());
             };
@@ -97,9 +102,24 @@ mod tests {
     #[test]
     fn the_sqs_subcommand_takes_the_flags_sqs_poller_took() {
         let cli = Cli::try_parse_from([
-            "event-poller", "sqs", "--queue-url", "http://q", "--invoke-url", "http://f", "--batch-size", "10",
-            "--batching-window-ms", "0", "--max-concurrency", "2", "--pollers", "5", "--timeout", "10",
-            "--shutdown-timeout", "35",
+            "event-poller",
+            "sqs",
+            "--queue-url",
+            "http://q",
+            "--invoke-url",
+            "http://f",
+            "--batch-size",
+            "10",
+            "--batching-window-ms",
+            "0",
+            "--max-concurrency",
+            "2",
+            "--pollers",
+            "5",
+            "--timeout",
+            "10",
+            "--shutdown-timeout",
+            "35",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
     }

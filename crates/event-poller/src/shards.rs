@@ -99,7 +99,12 @@ pub trait Source: Send + Sync + 'static {
     fn arn(&self) -> &str;
     fn shards(&self) -> impl Future<Output = Result<Vec<Shard>, Error>> + Send;
     fn iterator(&self, shard: &str, from: &Position) -> impl Future<Output = Result<String, Error>> + Send;
-    fn records(&self, shard: &str, iterator: &str, limit: usize) -> impl Future<Output = Result<Page, Error>> + Send;
+    fn records(
+        &self,
+        shard: &str,
+        iterator: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, Error>> + Send;
 }
 
 /// The flags both stream subcommands share: the event source mapping's settings.
@@ -201,7 +206,8 @@ pub async fn run<S: Source>(
     shutdown: Shutdown,
 ) -> Result<(), Exit> {
     let region = aws.region().map_or_else(|| "eu-west-2".into(), ToString::to_string);
-    let invoker = Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
+    let invoker =
+        Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
     let checkpoints = Checkpoints::open(&args.checkpoint_dir, source.arn()).map_err(Exit::start)?;
     let destination = Destination::new(aws, args.on_failure_queue_url.clone());
     eprintln!(
@@ -269,7 +275,9 @@ pub async fn run<S: Source>(
     );
     match drained {
         Some(()) => Ok(()),
-        None => Err(Exit::failed("invocations still running at the shutdown deadline; their batches come again")),
+        None => {
+            Err(Exit::failed("invocations still running at the shutdown deadline; their batches come again"))
+        }
     }
 }
 
@@ -325,8 +333,14 @@ impl<S: Source> Mapping<S> {
             },
         };
         tracing::info!(shard, ?from, "reading the shard");
-        let mut reader =
-            Reader { shard: shard.to_owned(), from, iterator: None, pending: VecDeque::new(), ended: false, failures: 0 };
+        let mut reader = Reader {
+            shard: shard.to_owned(),
+            from,
+            iterator: None,
+            pending: VecDeque::new(),
+            ended: false,
+            failures: 0,
+        };
         loop {
             let Some(batch) = self.gather(&mut reader).await else { return Ok(reader.ended) };
             let Some(last) = batch.last().map(|r| r.sequence.clone()) else { continue };
@@ -459,11 +473,19 @@ impl<S: Source> Mapping<S> {
             }
             if self.args.bisect_on_error && failed_from == 0 && batch.len() > 1 {
                 let second = batch.split_off(batch.len() / 2);
-                tracing::info!(shard, first = batch.len(), second = second.len(), "bisecting the failed batch");
+                tracing::info!(
+                    shard,
+                    first = batch.len(),
+                    second = second.len(),
+                    "bisecting the failed batch"
+                );
                 todo.push_front((second, 0));
                 todo.push_front((batch, 0));
             } else if self.args.max_retries().is_some_and(|max| attempts > max) {
-                if !self.give_up(shard, &batch, Condition::RetryAttemptsExhausted, attempts, Some(&invoked)).await {
+                if !self
+                    .give_up(shard, &batch, Condition::RetryAttemptsExhausted, attempts, Some(&invoked))
+                    .await
+                {
                     return false;
                 }
                 self.checkpoint(shard, &last);
@@ -531,7 +553,10 @@ fn first_failed(batch: &[Record], invoked: &Invoked) -> Option<usize> {
             match positions.and_then(|p| p.into_iter().min()) {
                 Some(i) => Some(i),
                 None => {
-                    tracing::warn!(?ids, "batchItemFailures names a record not in the batch: the whole batch failed");
+                    tracing::warn!(
+                        ?ids,
+                        "batchItemFailures names a record not in the batch: the whole batch failed"
+                    );
                     Some(0)
                 }
             }
@@ -549,7 +574,12 @@ mod tests {
 
     fn batch(n: usize) -> Vec<Record> {
         (0..n)
-            .map(|i| Record { sequence: format!("{}", 100 + i), arrival_s: 0.0, event_name: None, json: Value::Null })
+            .map(|i| Record {
+                sequence: format!("{}", 100 + i),
+                arrival_s: 0.0,
+                event_name: None,
+                json: Value::Null,
+            })
             .collect()
     }
 
@@ -562,7 +592,11 @@ mod tests {
         let batch = batch(5);
         assert_eq!(first_failed(&batch, &answered(Ok(vec![]))), None);
         assert_eq!(first_failed(&batch, &answered(Ok(vec!["104".into(), "102".into()]))), Some(2));
-        assert_eq!(first_failed(&batch, &answered(Ok(vec!["102".into(), "999".into()]))), Some(0), "unknown id");
+        assert_eq!(
+            first_failed(&batch, &answered(Ok(vec!["102".into(), "999".into()]))),
+            Some(0),
+            "unknown id"
+        );
         assert_eq!(first_failed(&batch, &answered(Err(Error::Response("x".into())))), Some(0));
     }
 }

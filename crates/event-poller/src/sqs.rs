@@ -68,7 +68,8 @@ pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     let source = SqsSource::new(&aws, args.queue_url.clone());
     let region = aws.region().map_or_else(|| "eu-west-2".into(), std::string::ToString::to_string);
     let arn = queue_arn(&args.queue_url, &region);
-    let invoker = Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
+    let invoker =
+        Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
     eprintln!(
         "event-poller sqs: {} → {} (batch {}, window {} ms, concurrency {}, pollers {})",
         args.queue_url,

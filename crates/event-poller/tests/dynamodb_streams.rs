@@ -39,7 +39,9 @@ impl Table {
                     .build()
                     .unwrap(),
             )
-            .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap(),
+            )
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -50,7 +52,8 @@ impl Table {
             .send()
             .await
             .unwrap();
-        let stream_arn = out.table_description().and_then(|t| t.latest_stream_arn()).expect("a stream").to_owned();
+        let stream_arn =
+            out.table_description().and_then(|t| t.latest_stream_arn()).expect("a stream").to_owned();
         Some(Table { config, dynamodb, name, stream_arn })
     }
 
@@ -67,7 +70,13 @@ impl Table {
     }
 
     async fn delete(&self, id: &str) {
-        self.dynamodb.delete_item().table_name(&self.name).key("id", AttributeValue::S(id.into())).send().await.unwrap();
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.name)
+            .key("id", AttributeValue::S(id.into()))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// The stream's records' (eventName, SequenceNumber), read from the start.
@@ -83,7 +92,8 @@ impl Table {
             .send()
             .await
             .unwrap();
-        let out = streams.get_records().shard_iterator(iterator.shard_iterator().unwrap()).send().await.unwrap();
+        let out =
+            streams.get_records().shard_iterator(iterator.shard_iterator().unwrap()).send().await.unwrap();
         out.records()
             .iter()
             .map(|r| {
@@ -121,7 +131,10 @@ async fn the_insert_filter_passes_inserts_in_lambdas_dynamodb_event_and_checkpoi
     table.delete("4").await; // REMOVE, the last record
     let stream = table.stream().await;
     let names: Vec<&str> = stream.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["INSERT", "INSERT", "INSERT", "INSERT", "MODIFY", "REMOVE", "INSERT", "MODIFY", "REMOVE"]);
+    assert_eq!(
+        names,
+        ["INSERT", "INSERT", "INSERT", "INSERT", "MODIFY", "REMOVE", "INSERT", "MODIFY", "REMOVE"]
+    );
     let last = stream.last().unwrap().1.clone();
 
     let function = Function::start(Duration::ZERO, all_done).await;
@@ -132,13 +145,19 @@ async fn the_insert_filter_passes_inserts_in_lambdas_dynamodb_event_and_checkpoi
         &dir,
         &["--starting-position", "trim-horizon", "--batch-size", "3"],
     );
-    let settled = eventually(Duration::from_secs(30), || async { checkpoint(&dir).as_deref() == Some(last.as_str()) });
-    assert!(settled.await, "checkpointed past the filtered records: {:?}\n{}", checkpoint(&dir), poller.log());
+    let settled =
+        eventually(Duration::from_secs(30), || async { checkpoint(&dir).as_deref() == Some(last.as_str()) });
+    assert!(
+        settled.await,
+        "checkpointed past the filtered records: {:?}\n{}",
+        checkpoint(&dir),
+        poller.log()
+    );
 
     let mut ids = Vec::new();
     for invocation in function.invocations() {
-        let event: Event =
-            serde_json::from_value(invocation.event.clone()).expect("a DynamoDB event as aws_lambda_events reads it");
+        let event: Event = serde_json::from_value(invocation.event.clone())
+            .expect("a DynamoDB event as aws_lambda_events reads it");
         for (record, raw) in event.records.iter().zip(invocation.records()) {
             assert_eq!(record.event_name, "INSERT", "only INSERTs pass the filter");
             assert_eq!(record.event_source.as_deref(), Some("aws:dynamodb"));

@@ -52,7 +52,12 @@ impl Stream {
                 .send()
                 .await
                 .unwrap();
-            put.push(Put { shard: out.shard_id().to_owned(), sequence: out.sequence_number().to_owned(), key, data });
+            put.push(Put {
+                shard: out.shard_id().to_owned(),
+                sequence: out.sequence_number().to_owned(),
+                key,
+                data,
+            });
         }
         put
     }
@@ -71,7 +76,8 @@ fn event_id(record: &Value) -> String {
 fn data(record: &Value) -> String {
     use base64::Engine;
     let encoded = record["kinesis"]["data"].as_str().unwrap_or_default();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default()).unwrap_or_default()
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,10 +97,11 @@ async fn records_reach_the_function_in_order_per_shard_in_lambdas_kinesis_event(
     let all = eventually(Duration::from_secs(30), || async { function.done(event_id).len() >= 40 }).await;
     assert!(all, "{} of 40 delivered:\n{}", function.done(event_id).len(), poller.log());
 
-    let by_id: HashMap<String, &Put> = put.iter().map(|p| (format!("{}:{}", p.shard, p.sequence), p)).collect();
+    let by_id: HashMap<String, &Put> =
+        put.iter().map(|p| (format!("{}:{}", p.shard, p.sequence), p)).collect();
     for invocation in function.invocations() {
-        let event: KinesisEvent =
-            serde_json::from_value(invocation.event.clone()).expect("a Kinesis event as aws_lambda_events reads it");
+        let event: KinesisEvent = serde_json::from_value(invocation.event.clone())
+            .expect("a Kinesis event as aws_lambda_events reads it");
         assert!(!event.records.is_empty() && event.records.len() <= 7, "{} records", event.records.len());
         for (record, raw) in event.records.iter().zip(invocation.records()) {
             let put = by_id[record.event_id.as_deref().unwrap_or_default()];
@@ -107,7 +114,8 @@ async fn records_reach_the_function_in_order_per_shard_in_lambdas_kinesis_event(
             let arrival = &raw["kinesis"]["approximateArrivalTimestamp"];
             assert!(arrival.is_number(), "epoch seconds as a number, as Lambda sends them: {arrival}");
             let arrival = arrival.as_f64().unwrap();
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
             assert!((now - 120.0..=now + 1.0).contains(&arrival), "arrival {arrival}, now {now}");
         }
     }
@@ -115,7 +123,8 @@ async fn records_reach_the_function_in_order_per_shard_in_lambdas_kinesis_event(
     assert_eq!(done.iter().collect::<HashSet<_>>().len(), 40, "each record once");
     for shard in shards {
         let delivered: Vec<&String> = done.iter().filter(|id| by_id[id.as_str()].shard == shard).collect();
-        let expected: Vec<String> = put.iter().filter(|p| p.shard == shard).map(|p| format!("{shard}:{}", p.sequence)).collect();
+        let expected: Vec<String> =
+            put.iter().filter(|p| p.shard == shard).map(|p| format!("{shard}:{}", p.sequence)).collect();
         let expected: Vec<&String> = expected.iter().collect();
         assert_eq!(delivered, expected, "shard {shard} in the order put");
     }
@@ -132,7 +141,10 @@ async fn a_partial_batch_failure_is_retried_from_the_lowest_failed_record() {
         let has = event["Records"].as_array().unwrap().iter().any(|r| sequence(r) == sixth);
         if has && !reported.swap(true, std::sync::atomic::Ordering::SeqCst) {
             // The higher one first: the poller must take the lowest.
-            return (200, json!({"batchItemFailures": [{"itemIdentifier": eighth}, {"itemIdentifier": sixth}]}));
+            return (
+                200,
+                json!({"batchItemFailures": [{"itemIdentifier": eighth}, {"itemIdentifier": sixth}]}),
+            );
         }
         all_done(event)
     })
@@ -152,8 +164,13 @@ async fn a_partial_batch_failure_is_retried_from_the_lowest_failed_record() {
     let names = |range: std::ops::Range<usize>| range.map(|i| format!("r{i}")).collect::<Vec<_>>();
     assert_eq!(batches, [names(0..10), names(6..10)], "the retry starts at the lowest reported record");
     let done: Vec<String> = function.done(sequence);
-    assert_eq!(done, put.iter().map(|p| p.sequence.clone()).collect::<Vec<_>>(), "each record once, in order");
-    let settled = eventually(Duration::from_secs(5), || async { checkpoint(&dir) == Some(put[9].sequence.clone()) });
+    assert_eq!(
+        done,
+        put.iter().map(|p| p.sequence.clone()).collect::<Vec<_>>(),
+        "each record once, in order"
+    );
+    let settled =
+        eventually(Duration::from_secs(5), || async { checkpoint(&dir) == Some(put[9].sequence.clone()) });
     assert!(settled.await, "the checkpoint ends after the last record: {:?}", checkpoint(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -163,7 +180,9 @@ async fn with_bisect_a_poison_record_ends_alone_in_the_on_failure_queue_and_the_
     let Some(stream) = Stream::new("poller-poison", 1).await else { return };
     let sqs = aws_sdk_sqs::Client::new(&stream.config);
     let on_failure = queue(&sqs, "poller-on-failure").await;
-    let put = stream.put((0..12).map(|i| ("k".to_owned(), if i == 5 { "poison".to_owned() } else { format!("r{i}") }))).await;
+    let put = stream
+        .put((0..12).map(|i| ("k".to_owned(), if i == 5 { "poison".to_owned() } else { format!("r{i}") })))
+        .await;
     // A function that fails whole batches (an unhandled error) whenever the poison is in them.
     let function = Function::start(Duration::ZERO, |event: &Value| {
         if event["Records"].as_array().unwrap().iter().any(|r| data(r) == "poison") {
@@ -202,7 +221,8 @@ async fn with_bisect_a_poison_record_ends_alone_in_the_on_failure_queue_and_the_
     assert!(settled, "given up: {given_up:?}; done {:?}\n{}", function.done(sequence), poller.log());
 
     let rest = stream.put((12..15).map(|i| ("k".to_owned(), format!("r{i}")))).await;
-    let moved_on = eventually(Duration::from_secs(30), || async { function.done(sequence).len() >= 14 }).await;
+    let moved_on =
+        eventually(Duration::from_secs(30), || async { function.done(sequence).len() >= 14 }).await;
     assert!(moved_on, "the records after the poison one are delivered\n{}", poller.log());
     let expected: Vec<String> =
         put.iter().chain(&rest).filter(|p| p.data != "poison").map(|p| p.sequence.clone()).collect();
@@ -215,7 +235,10 @@ async fn with_bisect_a_poison_record_ends_alone_in_the_on_failure_queue_and_the_
     assert_eq!(record["version"], "1.0");
     assert_eq!(record["requestContext"]["condition"], "RetryAttemptsExhausted");
     assert_eq!(record["requestContext"]["approximateInvokeCount"], 3, "the first try and 2 retries");
-    assert!(record["requestContext"]["functionArn"].as_str().unwrap().ends_with(":function:stub"), "{record}");
+    assert!(
+        record["requestContext"]["functionArn"].as_str().unwrap().ends_with(":function:stub"),
+        "{record}"
+    );
     assert_eq!(record["responseContext"]["statusCode"], 500);
     assert_eq!(record["responseContext"]["functionError"], "Unhandled");
     assert!(record["timestamp"].as_str().unwrap().ends_with('Z'), "{record}");
@@ -226,7 +249,11 @@ async fn with_bisect_a_poison_record_ends_alone_in_the_on_failure_queue_and_the_
     assert_eq!(info["shardId"], put[5].shard.as_str());
     assert_eq!(info["streamArn"], stream.arn.as_str());
     assert!(info["approximateArrivalOfFirstRecord"].as_str().unwrap().ends_with('Z'), "{record}");
-    let alone = function.invocations().iter().filter(|i| i.records().len() == 1 && data(&i.records()[0]) == "poison").count();
+    let alone = function
+        .invocations()
+        .iter()
+        .filter(|i| i.records().len() == 1 && data(&i.records()[0]) == "poison")
+        .count();
     assert_eq!(alone, 3, "the poison record alone: the first try and 2 retries");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -252,7 +279,12 @@ async fn a_poller_killed_with_sigkill_and_restarted_resumes_from_its_checkpoints
     let both = eventually(Duration::from_secs(30), || async {
         let invocations = function.invocations();
         shards.iter().all(|shard| {
-            invocations.iter().filter(|i| i.records().first().is_some_and(|r| event_id(r).starts_with(&format!("{shard}:")))).count()
+            invocations
+                .iter()
+                .filter(|i| {
+                    i.records().first().is_some_and(|r| event_id(r).starts_with(&format!("{shard}:")))
+                })
+                .count()
                 >= 2
         })
     })
@@ -274,7 +306,12 @@ async fn a_poller_killed_with_sigkill_and_restarted_resumes_from_its_checkpoints
         function.done(event_id).into_iter().collect::<HashSet<_>>().len() >= 120
     })
     .await;
-    assert!(all, "{} of 120 delivered\n{}", function.done(event_id).into_iter().collect::<HashSet<_>>().len(), second.log());
+    assert!(
+        all,
+        "{} of 120 delivered\n{}",
+        function.done(event_id).into_iter().collect::<HashSet<_>>().len(),
+        second.log()
+    );
     let done = function.done(event_id);
     let again = done.len() - 120;
     assert!(again <= 5 * 2, "{again} delivered twice: at most the batch in flight on each shard");
@@ -283,7 +320,10 @@ async fn a_poller_killed_with_sigkill_and_restarted_resumes_from_its_checkpoints
 
 /// The sequence number of the (only) shard's checkpoint file.
 fn checkpoint(dir: &std::path::Path) -> Option<String> {
-    let entry = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
     saved["sequence_number"].as_str().map(str::to_owned)
 }

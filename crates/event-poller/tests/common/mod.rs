@@ -70,7 +70,10 @@ async fn invoke(State(stub): State<Stub>, body: String) -> (StatusCode, String) 
 
 impl Function {
     /// Serves on a free port of 127.0.0.1; each invocation takes `delay`, then answers `reply`.
-    pub async fn start(delay: Duration, reply: impl Fn(&Value) -> (u16, Value) + Send + Sync + 'static) -> Function {
+    pub async fn start(
+        delay: Duration,
+        reply: impl Fn(&Value) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Function {
         let invocations = Arc::new(Mutex::new(Vec::new()));
         let stub = Stub { reply: Arc::new(reply), delay, invocations: invocations.clone() };
         let app = axum::Router::new()
@@ -141,6 +144,7 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
         if out.messages().is_empty() {
             return bodies;
         }
-        bodies.extend(out.messages().iter().map(|m| serde_json::from_str(m.body().unwrap_or("null")).unwrap()));
+        bodies
+            .extend(out.messages().iter().map(|m| serde_json::from_str(m.body().unwrap_or("null")).unwrap()));
     }
 }
