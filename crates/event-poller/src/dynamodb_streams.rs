@@ -162,7 +162,11 @@ impl Source for DynamoDbStreams {
                 .map_err(|e| Error::aws("DescribeStream", e))?;
             let Some(description) = out.stream_description() else { return Ok(shards) };
             shards.extend(description.shards().iter().filter_map(|s| {
-                Some(Shard { id: s.shard_id()?.to_owned(), parent: s.parent_shard_id().map(str::to_owned) })
+                Some(Shard {
+                    id: s.shard_id()?.to_owned(),
+                    parents: s.parent_shard_id().into_iter().map(str::to_owned).collect(),
+                    closed: s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_some()),
+                })
             }));
             match description.last_evaluated_shard_id() {
                 Some(last) if after.as_deref() != Some(last) => after = Some(last.to_owned()),

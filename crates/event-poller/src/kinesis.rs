@@ -32,6 +32,8 @@ pub struct Kinesis {
     client: Client,
     stream: String,
     arn: String,
+    /// The ARN and the creation time: a stream deleted and created again keeps its ARN.
+    identity: String,
     region: String,
 }
 
@@ -45,9 +47,12 @@ impl Kinesis {
             .send()
             .await
             .map_err(|e| Error::aws("DescribeStreamSummary", e))?;
-        let arn = out.stream_description_summary().map(|s| s.stream_arn().to_owned()).unwrap_or_default();
+        let summary = out.stream_description_summary();
+        let arn = summary.map(|s| s.stream_arn().to_owned()).unwrap_or_default();
+        let created = summary.map_or(0.0, |s| s.stream_creation_timestamp().as_secs_f64());
+        let identity = format!("{arn} created {created}");
         let region = config.region().map_or_else(|| "eu-west-2".into(), ToString::to_string);
-        Ok(Kinesis { client, stream: stream.to_owned(), arn, region })
+        Ok(Kinesis { client, stream: stream.to_owned(), arn, identity, region })
     }
 
     fn record(&self, shard: &str, record: &aws_sdk_kinesis::types::Record) -> Record {
@@ -83,6 +88,10 @@ impl Source for Kinesis {
         &self.arn
     }
 
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
     async fn shards(&self) -> Result<Vec<Shard>, Error> {
         let mut shards = Vec::new();
         let mut next: Option<String> = None;
@@ -93,9 +102,17 @@ impl Source for Kinesis {
                 None => self.client.list_shards().stream_name(&self.stream),
             };
             let out = call.send().await.map_err(|e| Error::aws("ListShards", e))?;
-            shards.extend(out.shards().iter().map(|s| Shard {
-                id: s.shard_id().to_owned(),
-                parent: s.parent_shard_id().map(str::to_owned),
+            shards.extend(out.shards().iter().map(|s| {
+                Shard {
+                    id: s.shard_id().to_owned(),
+                    parents: s
+                        .parent_shard_id()
+                        .into_iter()
+                        .chain(s.adjacent_parent_shard_id())
+                        .map(str::to_owned)
+                        .collect(),
+                    closed: s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_some()),
+                }
             }));
             match out.next_token() {
                 Some(token) if !token.is_empty() => next = Some(token.to_owned()),

@@ -65,7 +65,10 @@ pub enum StartingPosition {
 #[derive(Debug, Clone)]
 pub struct Shard {
     pub id: String,
-    pub parent: Option<String>,
+    /// The shard it was split from, or the two it was merged from.
+    pub parents: Vec<String>,
+    /// Closed by a reshard: it takes no more records.
+    pub closed: bool,
 }
 
 /// A stream record, read.
@@ -97,6 +100,11 @@ pub trait Source: Send + Sync + 'static {
     const MAX_RECORDS: usize;
 
     fn arn(&self) -> &str;
+    /// What the checkpoints are kept for: the ARN, and whatever else tells this stream from one
+    /// deleted and created again under the same name.
+    fn identity(&self) -> String {
+        self.arn().to_owned()
+    }
     fn shards(&self) -> impl Future<Output = Result<Vec<Shard>, Error>> + Send;
     fn iterator(&self, shard: &str, from: &Position) -> impl Future<Output = Result<String, Error>> + Send;
     fn records(
@@ -194,6 +202,8 @@ pub struct Mapping<S> {
     shutdown: Shutdown,
     /// Shards read to their end (their children may start).
     finished: watch::Sender<HashSet<String>>,
+    /// Shards closed by a reshard, as last listed.
+    closed: watch::Sender<HashSet<String>>,
     stats: Stats,
 }
 
@@ -208,7 +218,7 @@ pub async fn run<S: Source>(
     let region = aws.region().map_or_else(|| "eu-west-2".into(), ToString::to_string);
     let invoker =
         Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
-    let checkpoints = Checkpoints::open(&args.checkpoint_dir, source.arn()).map_err(Exit::start)?;
+    let checkpoints = Checkpoints::open(&args.checkpoint_dir, &source.identity()).map_err(Exit::start)?;
     let destination = Destination::new(aws, args.on_failure_queue_url.clone());
     eprintln!(
         "event-poller: {} → {} (batch {}, window {} ms, from {:?}, bisect {}, retries {}, max age {} s, \
@@ -233,6 +243,7 @@ pub async fn run<S: Source>(
         destination,
         shutdown: shutdown.clone(),
         finished: watch::Sender::new(HashSet::new()),
+        closed: watch::Sender::new(HashSet::new()),
         stats: Stats::default(),
     });
     let mut readers = JoinSet::new();
@@ -244,11 +255,18 @@ pub async fn run<S: Source>(
             Ok(shards) => {
                 failures = 0;
                 let ids: HashSet<String> = shards.iter().map(|s| s.id.clone()).collect();
-                for shard in shards {
+                let first_listing = started.is_empty();
+                mapping
+                    .closed
+                    .send_replace(shards.iter().filter(|s| s.closed).map(|s| s.id.clone()).collect());
+                for mut shard in shards {
                     if started.insert(shard.id.clone()) {
                         // A parent no longer listed has expired: nothing of it to wait for.
-                        let parent = shard.parent.filter(|p| ids.contains(p));
-                        readers.spawn(mapping.clone().read(shard.id, parent));
+                        shard.parents.retain(|p| ids.contains(p));
+                        // A shard born of a reshard is read from its start, whatever the
+                        // starting position (as Lambda does): its first records follow its parent's.
+                        let from_start = !first_listing || !shard.parents.is_empty();
+                        readers.spawn(mapping.clone().read(shard, from_start));
                     }
                 }
             }
@@ -301,21 +319,23 @@ impl<S: Source> Mapping<S> {
         Duration::from_millis(self.args.poll_interval_ms)
     }
 
-    /// Reads one shard (after its parent) until the shutdown or its end.
-    async fn read(self: Arc<Self>, shard: String, parent: Option<String>) {
-        if let Some(parent) = parent {
-            tracing::info!(shard, parent, "waiting for the parent shard to be read to its end");
+    /// Reads one shard (after its parents) until the shutdown or its end.
+    async fn read(self: Arc<Self>, shard: Shard, from_start: bool) {
+        if !shard.parents.is_empty() {
+            tracing::info!(shard = shard.id, parents = ?shard.parents, "waiting for the parent shards to be read to their end");
             let mut finished = self.finished.subscribe();
             tokio::select! {
-                _ = finished.wait_for(|done| done.contains(&parent)) => {}
+                _ = finished.wait_for(|done| shard.parents.iter().all(|p| done.contains(p))) => {}
                 () = self.shutdown.requested() => return,
             }
         }
-        match self.read_shard(&shard).await {
+        let id = shard.id.clone();
+        let shard = id.as_str();
+        match self.read_shard(shard, from_start).await {
             Ok(true) => {
                 tracing::info!(shard, "shard read to its end");
                 self.finished.send_modify(|done| {
-                    done.insert(shard);
+                    done.insert(id);
                 });
             }
             Ok(false) => {}
@@ -324,9 +344,10 @@ impl<S: Source> Mapping<S> {
     }
 
     /// `Ok(true)` at the shard's end, `Ok(false)` at the shutdown.
-    async fn read_shard(&self, shard: &str) -> Result<bool, Error> {
+    async fn read_shard(&self, shard: &str, from_start: bool) -> Result<bool, Error> {
         let from = match self.checkpoints.load(shard)? {
             Some(sequence) => Position::After(sequence),
+            None if from_start => Position::TrimHorizon,
             None => match self.args.starting_position {
                 StartingPosition::Latest => Position::Latest,
                 StartingPosition::TrimHorizon => Position::TrimHorizon,
@@ -398,7 +419,10 @@ impl<S: Source> Mapping<S> {
         let iterator = match &reader.iterator {
             Some(iterator) => iterator.clone(),
             None => match self.source.iterator(&reader.shard, &reader.from).await {
-                Ok(iterator) => iterator,
+                Ok(iterator) => {
+                    tracing::info!(shard = reader.shard, from = ?reader.from, "took a shard iterator");
+                    iterator
+                }
                 Err(e) => return self.read_failed(reader, e).await,
             },
         };
@@ -408,8 +432,11 @@ impl<S: Source> Mapping<S> {
                 if let Some(last) = page.records.last() {
                     reader.from = Position::After(last.sequence.clone());
                 }
+                // A closed shard takes no more records: an empty read is its end (AWS also ends
+                // it with no next iterator; moto keeps handing iterators out).
+                let drained = page.records.is_empty() && self.closed.borrow().contains(&reader.shard);
                 reader.pending.extend(page.records);
-                reader.ended = page.next.is_none();
+                reader.ended = page.next.is_none() || drained;
                 reader.iterator = page.next;
             }
             Err(e) => self.read_failed(reader, e).await,
