@@ -318,6 +318,30 @@ async fn a_poller_killed_with_sigkill_and_restarted_resumes_from_its_checkpoints
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_invocation_in_flight_settle_its_batch_then_exits_0() {
+    let Some(stream) = Stream::new("poller-term", 1).await else { return };
+    let put = stream.put((0..3).map(|i| ("k".to_owned(), format!("r{i}")))).await;
+    let function = Function::start(Duration::from_millis(1500), all_done).await;
+    let dir = checkpoint_dir("term");
+    let mut poller = poller(
+        &["kinesis", "--stream", &stream.name],
+        &function,
+        &dir,
+        &["--starting-position", "trim-horizon", "--shutdown-timeout", "10"],
+    );
+    let in_flight = eventually(Duration::from_secs(30), || async { function.entered() >= 1 }).await;
+    assert!(in_flight, "{}", poller.log());
+    poller.signal("TERM");
+    let status =
+        poller.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("no exit\n{}", poller.log()));
+    assert!(status.success(), "{status}\n{}", poller.log());
+    assert_eq!(function.done(sequence).len(), 3, "the batch in flight was answered");
+    assert_eq!(checkpoint(&dir), Some(put[2].sequence.clone()), "and settled before the exit");
+    assert_eq!(function.entered(), 1, "nothing new after the signal");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The sequence number of the (only) shard's checkpoint file.
 fn checkpoint(dir: &std::path::Path) -> Option<String> {
     let entry = std::fs::read_dir(dir)

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ impl Invocation {
 pub struct Function {
     pub invoke_url: String,
     invocations: Arc<Mutex<Vec<Invocation>>>,
+    entered: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -58,10 +60,12 @@ struct Stub {
     reply: Reply,
     delay: Duration,
     invocations: Arc<Mutex<Vec<Invocation>>>,
+    entered: Arc<AtomicUsize>,
 }
 
 async fn invoke(State(stub): State<Stub>, body: String) -> (StatusCode, String) {
     let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    stub.entered.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(stub.delay).await;
     let (status, answer) = (stub.reply)(&event);
     testkit::lock(&stub.invocations).push(Invocation { event, status, body: answer.clone() });
@@ -75,14 +79,29 @@ impl Function {
         reply: impl Fn(&Value) -> (u16, Value) + Send + Sync + 'static,
     ) -> Function {
         let invocations = Arc::new(Mutex::new(Vec::new()));
-        let stub = Stub { reply: Arc::new(reply), delay, invocations: invocations.clone() };
+        let entered = Arc::new(AtomicUsize::new(0));
+        let stub = Stub {
+            reply: Arc::new(reply),
+            delay,
+            invocations: invocations.clone(),
+            entered: entered.clone(),
+        };
         let app = axum::Router::new()
             .route("/2015-03-31/functions/stub/invocations", axum::routing::post(invoke))
             .with_state(stub);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("its address");
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Function { invoke_url: format!("http://{addr}/2015-03-31/functions/stub/invocations"), invocations }
+        Function {
+            invoke_url: format!("http://{addr}/2015-03-31/functions/stub/invocations"),
+            invocations,
+            entered,
+        }
+    }
+
+    /// Invocations begun (answered or not).
+    pub fn entered(&self) -> usize {
+        self.entered.load(Ordering::SeqCst)
     }
 
     pub fn invocations(&self) -> Vec<Invocation> {
