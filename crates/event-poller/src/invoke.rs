@@ -44,6 +44,8 @@ impl Invoker {
     /// `timeout`: how long an invocation may take before it counts as failed (the function's
     /// timeout).
     pub fn new(url: &str, region: &str, timeout: Duration) -> Result<Invoker, Error> {
+        // reqwest takes the process-wide rustls provider (ring); installing it twice is harmless.
+        aws_setup::install_tls_provider();
         // A fresh connection per invocation: the emulator may close an idle one just as it is
         // reused, which would fail the invocation before it was sent.
         let http = reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(0).build()?;

@@ -614,6 +614,145 @@ mod tests {
         Invoked { request_id: "r".into(), status: 200, function_error: None, result }
     }
 
+    /// A stream in memory: each shard's records numbered, never a `None` iterator (as moto).
+    struct Fake(Vec<(Shard, Vec<u32>)>);
+
+    impl Fake {
+        fn of(&self, shard: &str) -> &[u32] {
+            self.0.iter().find(|(s, _)| s.id == shard).map_or(&[], |(_, r)| r.as_slice())
+        }
+    }
+
+    impl Source for Fake {
+        const INFO_KEY: &'static str = "KinesisBatchInfo";
+        const MAX_RECORDS: usize = 10;
+
+        fn arn(&self) -> &str {
+            "arn:aws:kinesis:eu-west-2:123456789012:stream/fake"
+        }
+
+        async fn shards(&self) -> Result<Vec<Shard>, Error> {
+            Ok(self.0.iter().map(|(s, _)| s.clone()).collect())
+        }
+
+        async fn iterator(&self, shard: &str, from: &Position) -> Result<String, Error> {
+            let records = self.of(shard);
+            let at = match from {
+                Position::TrimHorizon => 0,
+                Position::Latest => records.len(),
+                Position::After(seq) => {
+                    records.iter().position(|n| n.to_string() == *seq).map_or(0, |i| i + 1)
+                }
+            };
+            Ok(format!("{shard}|{at}"))
+        }
+
+        async fn records(&self, shard: &str, iterator: &str, limit: usize) -> Result<Page, Error> {
+            let records = self.of(shard);
+            let at: usize = iterator.rsplit('|').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let end = (at + limit).min(records.len());
+            let page = records[at..end]
+                .iter()
+                .map(|n| Record {
+                    sequence: n.to_string(),
+                    arrival_s: on_failure::now_s(),
+                    event_name: None,
+                    json: json!({ "n": n }),
+                })
+                .collect();
+            Ok(Page { records: page, next: Some(format!("{shard}|{end}")) })
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    /// Runs the mapping over `fake` with an in-process function until it has taken `wanted`
+    /// records; the record numbers in the order the function took them.
+    async fn deliver_all(fake: Fake, position: &str, wanted: usize) -> Vec<u64> {
+        use clap::Parser;
+        let taken = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let keep = taken.clone();
+        let app = axum::Router::new().route(
+            "/2015-03-31/functions/f/invocations",
+            axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+                let keep = keep.clone();
+                async move {
+                    let numbers =
+                        event["Records"].as_array().into_iter().flatten().filter_map(|r| r["n"].as_u64());
+                    keep.lock().extend(numbers);
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/2015-03-31/functions/f/invocations", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = std::env::temp_dir().join(format!("event-poller-fake-{position}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = Flags::parse_from([
+            "t",
+            "--invoke-url",
+            &url,
+            "--checkpoint-dir",
+            dir.to_str().unwrap(),
+            "--starting-position",
+            position,
+            "--poll-interval-ms",
+            "10",
+            "--shard-refresh-ms",
+            "100",
+        ]);
+        let config = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-2"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let (shutdown, trigger) = Shutdown::manual(Duration::from_secs(5));
+        let watch = async {
+            let all =
+                testkit::eventually(Duration::from_secs(10), || async { taken.lock().len() >= wanted }).await;
+            trigger.request();
+            all
+        };
+        let (ran, all) = tokio::join!(run(fake, flags.settings, Vec::new(), &config, shutdown), watch);
+        assert!(ran.is_ok() && all, "{ran:?}; taken {:?}", taken.lock());
+        let _ = std::fs::remove_dir_all(&dir);
+        taken.lock().clone()
+    }
+
+    fn split() -> Fake {
+        let shard = |id: &str, parents: &[&str], closed| Shard {
+            id: id.into(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+            closed,
+        };
+        // The children listed first: they must wait all the same.
+        Fake(vec![
+            (shard("child-a", &["parent"], false), vec![10, 11]),
+            (shard("child-b", &["parent"], false), vec![20, 21, 22]),
+            (shard("parent", &[], true), vec![1, 2, 3]),
+        ])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_children_of_a_split_shard_are_read_after_their_parent_is_read_to_its_end() {
+        let taken = deliver_all(split(), "trim-horizon", 8).await;
+        assert_eq!(&taken[..3], [1, 2, 3], "the parent first: {taken:?}");
+        let mut children = taken[3..].to_vec();
+        children.sort_unstable();
+        assert_eq!(children, [10, 11, 20, 21, 22], "then each child's records once: {taken:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_children_of_a_split_shard_start_at_their_beginning_whatever_the_starting_position() {
+        let mut taken = deliver_all(split(), "latest", 5).await;
+        taken.sort_unstable();
+        assert_eq!(taken, [10, 11, 20, 21, 22], "LATEST skips the parent's old records, not the children's");
+    }
+
     #[test]
     fn the_failed_part_starts_at_the_lowest_reported_record() {
         let batch = batch(5);
