@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Invoke call itself failed (connection, timeout): the function may not have run.
@@ -28,8 +30,23 @@ pub enum Error {
 }
 
 impl Error {
-    /// An AWS SDK failure, with the SDK's whole context (the service's code and message).
-    pub fn aws(call: &'static str, e: impl std::error::Error) -> Error {
-        Error::Aws { call, message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string() }
+    /// An AWS SDK failure: the service's code and message when it answered, the SDK's whole
+    /// context otherwise (a timeout, a connection refused).
+    pub fn aws<E, R>(call: &'static str, e: SdkError<E, R>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let message = match e.as_service_error() {
+            Some(service) => {
+                format!(
+                    "{}: {}",
+                    service.code().unwrap_or("service error"),
+                    service.message().unwrap_or_default()
+                )
+            }
+            None => DisplayErrorContext(&e).to_string(),
+        };
+        Error::Aws { call, message }
     }
 }
