@@ -108,7 +108,13 @@ impl DynamoDbStreams {
             "dynamodb": dynamodb,
             "eventSourceARN": self.arn,
         });
-        Some(Record { sequence, arrival_s, event_name, json })
+        // The item's key orders its changes: what ParallelizationFactor keeps together.
+        let key = change.keys().map(|keys| {
+            let mut keys: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={}", attribute(v))).collect();
+            keys.sort_unstable();
+            keys.join(",")
+        });
+        Some(Record { sequence, arrival_s, event_name, key: key.unwrap_or_default(), json })
     }
 }
 

@@ -76,7 +76,8 @@ impl Kinesis {
             "awsRegion": self.region,
             "eventSourceARN": self.arn,
         });
-        Record { sequence, arrival_s, event_name: Some("aws:kinesis:record".into()), json }
+        let key = record.partition_key().to_owned();
+        Record { sequence, arrival_s, event_name: Some("aws:kinesis:record".into()), key, json }
     }
 }
 

@@ -155,7 +155,13 @@ mod tests {
     use super::*;
 
     fn rec(sequence: &str, arrival_s: f64) -> Record {
-        Record { sequence: sequence.into(), arrival_s, event_name: None, json: Value::Null }
+        Record {
+            sequence: sequence.into(),
+            arrival_s,
+            event_name: None,
+            key: String::new(),
+            json: Value::Null,
+        }
     }
 
     #[test]

@@ -9,8 +9,13 @@
 //!   shard has none.
 //! * **Batches**: up to `--batch-size` records, gathered for up to `--batching-window-ms` once
 //!   the first is in; one invocation in flight per shard, so a shard's records reach the function
-//!   in order. (`ParallelizationFactor` is not played: each shard is one lane. The pipeline's
-//!   template runs factor 1; more lanes would need the checkpoint to wait for the slowest lane.)
+//!   in order.
+//! * **Lanes** (`--parallelization-factor` N > 1): the shard's records are read N batches at a
+//!   time, shared out by a hash of their key (Kinesis' partition key, the item's key) into N
+//!   lanes, and the lanes invoke concurrently, one batch in flight each: records of one key stay
+//!   in order. The checkpoint moves once every lane has settled its part, so a restart delivers
+//!   what the lanes had in flight again (Lambda's lanes do not wait for each other; these do at
+//!   each read, which keeps the checkpoint simple and correct).
 //! * **Filter**: records whose `eventName` is not among `--filter-event-name` (DynamoDB Streams;
 //!   `FilterCriteria`) are not sent, and are checkpointed past as Lambda does.
 //! * **Answers**: every record done → checkpoint after the batch. `batchItemFailures` → checkpoint
@@ -80,6 +85,9 @@ pub struct Record {
     pub arrival_s: f64,
     /// What the filter looks at (`INSERT`, `MODIFY`, `REMOVE` for DynamoDB).
     pub event_name: Option<String>,
+    /// What keeps records in order across lanes (`--parallelization-factor`): the partition key,
+    /// the item's key.
+    pub key: String,
     /// The record as the Lambda event carries it.
     pub json: Value,
 }
@@ -129,6 +137,10 @@ pub struct Settings {
     /// (MaximumBatchingWindowInSeconds × 1000).
     #[arg(long, env = "EVENT_POLLER_BATCHING_WINDOW_MS", default_value_t = 0)]
     pub batching_window_ms: u64,
+    /// Concurrent batches per shard, records of one key kept in order (ParallelizationFactor).
+    #[arg(long, env = "EVENT_POLLER_PARALLELIZATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub parallelization_factor: u32,
     /// Where a shard without a checkpoint starts (StartingPosition).
     #[arg(long, env = "EVENT_POLLER_STARTING_POSITION", value_enum, default_value = "latest")]
     pub starting_position: StartingPosition,
@@ -368,7 +380,7 @@ impl<S: Source> Mapping<S> {
             let total = batch.len();
             let kept: Vec<Record> = batch.into_iter().filter(|r| self.passes(r)).collect();
             self.stats.filtered.fetch_add((total - kept.len()) as u64, Ordering::Relaxed);
-            if !kept.is_empty() && !self.deliver(shard, kept).await {
+            if !kept.is_empty() && !self.deliver_in_lanes(shard, kept).await {
                 return Ok(false);
             }
             self.checkpoint(shard, &last);
@@ -382,7 +394,8 @@ impl<S: Source> Mapping<S> {
     /// The next batch: waits for a first record, then gathers up to the batch size within the
     /// window. `None` at the shard's end or at the shutdown.
     async fn gather(&self, reader: &mut Reader) -> Option<Vec<Record>> {
-        let size = self.args.batch_size.max(1) as usize;
+        // A batch for each lane.
+        let size = self.args.batch_size.max(1) as usize * self.args.parallelization_factor.max(1) as usize;
         while reader.pending.is_empty() {
             if reader.ended || self.shutdown.is_requested() {
                 return None;
@@ -466,11 +479,33 @@ impl<S: Source> Mapping<S> {
         }
     }
 
-    /// Delivers `records` (in order) until each is done or given up, checkpointing as they
-    /// settle; `false` when the shutdown stopped it before (the rest comes again next run).
-    async fn deliver(&self, shard: &str, records: Vec<Record>) -> bool {
+    /// One lane: delivers in order, checkpointing as batches settle. Several: each lane its
+    /// share (by key), concurrently, and no checkpoint until all have settled (the caller's).
+    async fn deliver_in_lanes(&self, shard: &str, records: Vec<Record>) -> bool {
+        let lanes = self.args.parallelization_factor.max(1) as usize;
+        if lanes == 1 {
+            return self.deliver(shard, records, true).await;
+        }
+        let mut by_lane: Vec<Vec<Record>> = vec![Vec::new(); lanes];
+        for record in records {
+            by_lane[lane(&record.key, lanes)].push(record);
+        }
+        let runs = by_lane.into_iter().filter(|l| !l.is_empty()).map(|l| self.deliver(shard, l, false));
+        futures_util::future::join_all(runs).await.into_iter().all(|settled| settled)
+    }
+
+    /// Delivers `records` (in order, batches of at most `--batch-size`) until each is done or
+    /// given up, checkpointing as they settle when `checkpoints` (one lane); `false` when the
+    /// shutdown stopped it before (the rest comes again next run).
+    async fn deliver(&self, shard: &str, records: Vec<Record>, checkpoints: bool) -> bool {
+        let checkpoint = |sequence: &str| {
+            if checkpoints {
+                self.checkpoint(shard, sequence);
+            }
+        };
         // Batches still to settle, in order, each with the failed invocations made with it.
-        let mut todo: VecDeque<(Vec<Record>, u32)> = VecDeque::from([(records, 0)]);
+        let size = self.args.batch_size.max(1) as usize;
+        let mut todo: VecDeque<(Vec<Record>, u32)> = records.chunks(size).map(|c| (c.to_vec(), 0)).collect();
         let mut failures_in_a_row = 0;
         while let Some((mut batch, attempts)) = todo.pop_front() {
             let Some(last) = batch.last().map(|r| r.sequence.clone()) else { continue };
@@ -480,7 +515,7 @@ impl<S: Source> Mapping<S> {
                 if !self.give_up(shard, &batch, Condition::RecordAgeExceeded, attempts, None).await {
                     return false;
                 }
-                self.checkpoint(shard, &last);
+                checkpoint(&last);
                 continue;
             }
             let event = json!({ "Records": batch.iter().map(|r| &r.json).collect::<Vec<_>>() });
@@ -489,13 +524,13 @@ impl<S: Source> Mapping<S> {
             let attempts = attempts + 1;
             let Some(failed_from) = first_failed(&batch, &invoked) else {
                 self.stats.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                self.checkpoint(shard, &last);
+                checkpoint(&last);
                 failures_in_a_row = 0;
                 continue;
             };
             if failed_from > 0 {
                 self.stats.delivered.fetch_add(failed_from as u64, Ordering::Relaxed);
-                self.checkpoint(shard, &batch[failed_from - 1].sequence);
+                checkpoint(&batch[failed_from - 1].sequence);
                 batch.drain(..failed_from);
             }
             if self.args.bisect_on_error && failed_from == 0 && batch.len() > 1 {
@@ -515,7 +550,7 @@ impl<S: Source> Mapping<S> {
                 {
                     return false;
                 }
-                self.checkpoint(shard, &last);
+                checkpoint(&last);
                 continue;
             } else {
                 todo.push_front((batch, attempts));
@@ -569,6 +604,13 @@ impl<S: Source> Mapping<S> {
     }
 }
 
+/// The lane of a record with this key: a stable hash (FNV-1a), so a key keeps its lane.
+fn lane(key: &str, lanes: usize) -> usize {
+    let hash =
+        key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (hash % lanes.max(1) as u64) as usize
+}
+
 /// Where the failed part of `batch` starts: `None` when every record is done; the lowest
 /// reported record; 0 for a function error or a report naming a record not in the batch.
 fn first_failed(batch: &[Record], invoked: &Invoked) -> Option<usize> {
@@ -605,6 +647,7 @@ mod tests {
                 sequence: format!("{}", 100 + i),
                 arrival_s: 0.0,
                 event_name: None,
+                key: String::new(),
                 json: Value::Null,
             })
             .collect()
@@ -657,6 +700,7 @@ mod tests {
                     sequence: n.to_string(),
                     arrival_s: on_failure::now_s(),
                     event_name: None,
+                    key: n.to_string(),
                     json: json!({ "n": n }),
                 })
                 .collect();

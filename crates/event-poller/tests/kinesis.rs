@@ -319,6 +319,36 @@ async fn a_poller_killed_with_sigkill_and_restarted_resumes_from_its_checkpoints
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_parallelization_factor_a_shard_runs_batches_concurrently_and_keeps_each_keys_order() {
+    let Some(stream) = Stream::new("poller-lanes", 1).await else { return };
+    let put = stream.put((0..48).map(|i| (format!("key-{}", i % 12), format!("r{i}")))).await;
+    let function = Function::start(Duration::from_millis(200), all_done).await;
+    let dir = checkpoint_dir("lanes");
+    let poller = poller(
+        &["kinesis", "--stream", &stream.name],
+        &function,
+        &dir,
+        &["--starting-position", "trim-horizon", "--batch-size", "4", "--parallelization-factor", "4"],
+    );
+    let all = eventually(Duration::from_secs(60), || async { function.done(sequence).len() >= 48 }).await;
+    assert!(all, "{} of 48 delivered\n{}", function.done(sequence).len(), poller.log());
+    assert!((2..=4).contains(&function.most_at_once()), "{} invocations at once", function.most_at_once());
+    assert!(function.invocations().iter().all(|i| i.records().len() <= 4), "batches of 4 at most");
+    let done = function.done(sequence);
+    assert_eq!(done.iter().collect::<HashSet<_>>().len(), 48, "each record once");
+    let key_of: HashMap<&str, &str> = put.iter().map(|p| (p.sequence.as_str(), p.key.as_str())).collect();
+    for key in put.iter().map(|p| p.key.as_str()).collect::<HashSet<_>>() {
+        let delivered: Vec<&str> = done.iter().map(String::as_str).filter(|s| key_of[s] == key).collect();
+        let expected: Vec<&str> = put.iter().filter(|p| p.key == key).map(|p| p.sequence.as_str()).collect();
+        assert_eq!(delivered, expected, "{key} in the order put");
+    }
+    let settled =
+        eventually(Duration::from_secs(5), || async { checkpoint(&dir) == Some(put[47].sequence.clone()) });
+    assert!(settled.await, "the checkpoint ends after the last record: {:?}", checkpoint(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_invocation_in_flight_settle_its_batch_then_exits_0() {
     let Some(stream) = Stream::new("poller-term", 1).await else { return };
     let put = stream.put((0..3).map(|i| ("k".to_owned(), format!("r{i}")))).await;

@@ -53,6 +53,8 @@ pub struct Function {
     pub invoke_url: String,
     invocations: Arc<Mutex<Vec<Invocation>>>,
     entered: Arc<AtomicUsize>,
+    /// Invocations running now, and the most at once.
+    running: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 #[derive(Clone)]
@@ -61,12 +63,17 @@ struct Stub {
     delay: Duration,
     invocations: Arc<Mutex<Vec<Invocation>>>,
     entered: Arc<AtomicUsize>,
+    /// Invocations running now, and the most at once.
+    running: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 async fn invoke(State(stub): State<Stub>, body: String) -> (StatusCode, String) {
     let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     stub.entered.fetch_add(1, Ordering::SeqCst);
+    let now = stub.running.0.fetch_add(1, Ordering::SeqCst) + 1;
+    stub.running.1.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(stub.delay).await;
+    stub.running.0.fetch_sub(1, Ordering::SeqCst);
     let (status, answer) = (stub.reply)(&event);
     testkit::lock(&stub.invocations).push(Invocation { event, status, body: answer.clone() });
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer.to_string())
@@ -80,11 +87,13 @@ impl Function {
     ) -> Function {
         let invocations = Arc::new(Mutex::new(Vec::new()));
         let entered = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let stub = Stub {
             reply: Arc::new(reply),
             delay,
             invocations: invocations.clone(),
             entered: entered.clone(),
+            running: running.clone(),
         };
         let app = axum::Router::new()
             .route("/2015-03-31/functions/stub/invocations", axum::routing::post(invoke))
@@ -96,7 +105,13 @@ impl Function {
             invoke_url: format!("http://{addr}/2015-03-31/functions/stub/invocations"),
             invocations,
             entered,
+            running,
         }
+    }
+
+    /// The most invocations that ran at once.
+    pub fn most_at_once(&self) -> usize {
+        self.running.1.load(Ordering::SeqCst)
     }
 
     /// Invocations begun (answered or not).
