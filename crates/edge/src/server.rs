@@ -1,5 +1,5 @@
 //! The server kit: what every long-running process here (`hits-server`, `ingest-server`,
-//! `calc-worker-server`, `sqs-poller`) does the same way around its own work.
+//! `calc-worker-server`, `event-poller`) does the same way around its own work.
 //!
 //! * [`main`] builds the runtime, starts the logs, and listens for SIGTERM / SIGINT **before**
 //!   anything slow starts (a store that pre-connects, a sink warm-up that retries, a broker that

@@ -1,5 +1,5 @@
 //! The deployed path, locally: the `calc-worker` bootstrap under `cargo lambda watch`, fed by
-//! the `sqs-poller` shim (what Lambda's event source mapping does on AWS) from SQS in moto,
+//! `event-poller sqs` (what Lambda's event source mapping does on AWS) from SQS in moto,
 //! counting in DynamoDB in moto. Partial batch responses: poison to the DLQ after
 //! `maxReceiveCount` receives, redeliveries counted once, the rest unaffected.
 
@@ -26,8 +26,8 @@ async fn the_lambda_behind_the_poller_counts_once_and_dead_letters_poison() {
     let emulator = testkit::emulator::Emulator::start(env!("CARGO_BIN_EXE_calc-worker"), "_", &env)
         .expect("cargo-lambda is available");
     let _poller = testkit::process::Process::start(
-        Command::new(testkit::emulator::workspace_bin("sqs-poller"))
-            .args(["--queue-url", &stack.queue_url, "--invoke-url", &emulator.invoke_url("_")])
+        Command::new(testkit::emulator::workspace_bin("event-poller"))
+            .args(["sqs", "--queue-url", &stack.queue_url, "--invoke-url", &emulator.invoke_url("_")])
             .args(["--batch-size", "10", "--max-concurrency", "2", "--timeout", "10"]),
     );
 

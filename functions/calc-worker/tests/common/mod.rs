@@ -1,5 +1,5 @@
 //! Shared by the process tests: a queue with its DLQ and the calc tables in moto, and the
-//! worker processes (`calc-worker-server`, the `sqs-poller` shim) started and stopped.
+//! worker processes (`calc-worker-server`, `event-poller sqs`) started and stopped.
 #![allow(dead_code)]
 
 use std::process::Command;

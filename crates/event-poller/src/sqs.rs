@@ -1,4 +1,4 @@
-//! `sqs-poller`: Lambda's SQS event source mapping, for the local stack only.
+//! `event-poller sqs`: Lambda's SQS event source mapping.
 //!
 //! On AWS the event source mapping long-polls the queue, invokes the function with batches of
 //! up to `BatchSize` records (gathering for up to `MaximumBatchingWindowInSeconds`), runs at most
@@ -14,16 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use clap::Parser;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use edge::server::{Exit, Shutdown};
 use queue::sqs::{MAX_BATCH, Received, SqsSource};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Parser)]
-#[command(name = "sqs-poller", about = "Local stand-in for Lambda's SQS event source mapping")]
-struct Args {
+use crate::invoke::Invoker;
+
+/// The flags of `event-poller sqs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
     /// The queue to poll (moto's URL).
     #[arg(long)]
     queue_url: String,
@@ -50,17 +51,7 @@ struct Args {
     /// After SIGTERM, how long the invocations in flight may take to finish and settle their
     /// batches, seconds; past it the process exits 1 (their records come back to the queue).
     #[arg(long, default_value = "35", value_parser = edge::server::seconds)]
-    shutdown_timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum InvokeError {
-    #[error("invoke: {0} ({cause})", cause = std::error::Error::source(.0).map(ToString::to_string).unwrap_or_default())]
-    Http(#[from] reqwest::Error),
-    #[error("the function failed ({status}): {body}")]
-    Function { status: u16, body: String },
-    #[error("the response is not a batch response: {0}")]
-    Response(String),
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -70,24 +61,17 @@ struct Stats {
     returned: AtomicU64,
 }
 
-fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    edge::server::main("sqs-poller", args.shutdown_timeout, |shutdown| run(args, shutdown))
-}
-
-async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
+/// Polls until the shutdown, then lets the invocations in flight settle their batches.
+pub async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     aws_setup::install_tls_provider();
     let aws = aws_setup::load().await;
     let source = SqsSource::new(&aws, args.queue_url.clone());
     let region = aws.region().map_or_else(|| "eu-west-2".into(), std::string::ToString::to_string);
     let arn = queue_arn(&args.queue_url, &region);
-    // A fresh connection per invocation: the emulator may close an idle one just as it is reused,
-    // which would fail the invocation before it was sent.
-    let http =
-        reqwest::Client::builder().timeout(Duration::from_secs(args.timeout)).pool_max_idle_per_host(0);
-    let http = http.build().map_err(Exit::start)?;
+    let invoker =
+        Invoker::new(&args.invoke_url, &region, Duration::from_secs(args.timeout)).map_err(Exit::start)?;
     eprintln!(
-        "sqs-poller: {} → {} (batch {}, window {} ms, concurrency {}, pollers {})",
+        "event-poller sqs: {} → {} (batch {}, window {} ms, concurrency {}, pollers {})",
         args.queue_url,
         args.invoke_url,
         args.batch_size,
@@ -97,7 +81,7 @@ async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     );
     let stats = Arc::new(Stats::default());
     let invocations = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
-    let poller = Arc::new(Poller { source, http, args: args.clone(), arn, region, stats: stats.clone() });
+    let poller = Arc::new(Poller { source, invoker, args: args.clone(), arn, region, stats: stats.clone() });
     let mut pollers = Vec::new();
     for _ in 0..args.pollers.max(1) {
         pollers.push(tokio::spawn(poller.clone().run(invocations.clone(), shutdown.clone())));
@@ -109,7 +93,7 @@ async fn run(args: Args, shutdown: Shutdown) -> Result<(), Exit> {
     let all = u32::try_from(args.max_concurrency.max(1)).unwrap_or(u32::MAX);
     let settled = shutdown.until_deadline(1.0, invocations.acquire_many(all)).await;
     eprintln!(
-        "sqs-poller: stopped after {} invocations: {} records deleted, {} returned to the queue",
+        "event-poller sqs: stopped after {} invocations: {} records deleted, {} returned to the queue",
         stats.invocations.load(Ordering::Relaxed),
         stats.deleted.load(Ordering::Relaxed),
         stats.returned.load(Ordering::Relaxed)
@@ -132,7 +116,7 @@ fn queue_arn(queue_url: &str, region: &str) -> String {
 
 struct Poller {
     source: SqsSource,
-    http: reqwest::Client,
+    invoker: Invoker,
     args: Args,
     arn: String,
     region: String,
@@ -216,30 +200,11 @@ impl Poller {
         event
     }
 
-    async fn invoke(&self, event: &SqsEvent) -> Result<SqsBatchResponse, InvokeError> {
-        let response = self.http.post(&self.args.invoke_url).json(event).send().await?;
-        let status = response.status();
-        // The Invoke API reports a function error with 200 and this header; the emulator may
-        // also answer with an error status.
-        let function_error = response.headers().contains_key("x-amz-function-error");
-        let body = response.text().await?;
-        if !status.is_success() || function_error {
-            return Err(InvokeError::Function { status: status.as_u16(), body });
-        }
-        if body.trim().is_empty() || body.trim() == "null" {
-            // No batch response: every record succeeded.
-            return Ok(SqsBatchResponse::default());
-        }
-        serde_json::from_str(&body).map_err(|e| InvokeError::Response(format!("{e}: {body}")))
-    }
-
     async fn invoke_and_settle(&self, batch: Vec<Received>) {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let event = self.event(&batch);
-        let failed: Option<Vec<String>> = match self.invoke(&event).await {
-            Ok(response) => {
-                let ids: Vec<String> =
-                    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let failed: Option<Vec<String>> = match self.invoker.invoke(&event).await.result {
+            Ok(ids) => {
                 // As on AWS: an identifier that is not in the batch fails the whole batch.
                 if ids.iter().all(|id| batch.iter().any(|r| &r.message.id == id)) { Some(ids) } else { None }
             }
