@@ -378,6 +378,8 @@ impl RpcClient {
 
 #[cfg(test)]
 mod tests {
+    use lapin::types::ShortString;
+
     use super::*;
 
     #[test]
@@ -385,7 +387,7 @@ mod tests {
         let reply = Reply::Result(1.5);
         assert_eq!(reply.body(), "1.5");
         let properties = reply.properties(Some("abc"));
-        assert_eq!(properties.correlation_id().as_ref().map(|c| c.as_str()), Some("abc"));
+        assert_eq!(properties.correlation_id().as_ref().map(ShortString::as_str), Some("abc"));
         assert_eq!(properties.kind(), &None);
         assert_eq!(Reply::read(&properties, b"1.5"), reply);
     }
@@ -395,7 +397,7 @@ mod tests {
         let reply = Reply::Error("\"x\" = 3 is out of range: 0 <= x <= 2".into());
         assert_eq!(reply.body(), "error: \"x\" = 3 is out of range: 0 <= x <= 2");
         let properties = reply.properties(None);
-        assert_eq!(properties.kind().as_ref().map(|k| k.as_str()), Some(ERROR_TYPE));
+        assert_eq!(properties.kind().as_ref().map(ShortString::as_str), Some(ERROR_TYPE));
         assert_eq!(properties.correlation_id(), &None);
         assert_eq!(Reply::read(&properties, reply.body().as_bytes()), reply);
         let unreadable = Reply::read(&BasicProperties::default(), b"oops");

@@ -131,7 +131,7 @@ impl Worker {
             match &verdict {
                 Ok(Answered { outcome: Outcome::Counted, .. }) => tracing::debug!(ms, "counted"),
                 Ok(Answered { outcome: Outcome::Duplicate, .. }) => {
-                    tracing::info!(ms, "redelivered; already counted")
+                    tracing::info!(ms, "redelivered; already counted");
                 }
                 Err(e) if e.is_poison() => tracing::warn!(error = %e, "poison message; dead-letter it"),
                 Err(e @ Error::NoTime { .. }) => tracing::info!(error = %e, "back to the queue"),
