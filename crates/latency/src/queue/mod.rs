@@ -54,12 +54,18 @@
 //! ```
 //!
 //! Other keys are ignored, so the writer can add some without breaking older readers.
+//!
+//! # `--rpc`: request–reply, as seed 000's RabbitMQ driver
+//! With an amqp target (or `--local --path worker`), `--rpc` calls instead of posting: each x as
+//! text with `reply_to`, all N in flight, timed per call until its answer; no tables are read
+//! ([`rpc`]).
 
 mod config;
 mod dlq;
 mod driver;
 mod post;
 mod rng;
+mod rpc;
 mod summary;
 mod target;
 
@@ -94,10 +100,10 @@ pub struct Args {
     #[arg(long, value_name = "QUEUE", conflicts_with = "local")]
     amqp_queue: Option<String>,
     /// The DynamoDB table holding `done` (item id = 0), reset before the run and polled.
-    #[arg(long, value_name = "NAME", required_unless_present = "local", conflicts_with = "local")]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["local", "rpc"], conflicts_with = "local")]
     done_table: Option<String>,
     /// The DynamoDB table of counted message ids (the ledger's exactly-once record).
-    #[arg(long, value_name = "NAME", required_unless_present = "local", conflicts_with = "local")]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["local", "rpc"], conflicts_with = "local")]
     messages_table: Option<String>,
     /// The dead-letter queue, read when the run times out: its SQS queue URL for an http target
     /// (not read if absent), its name for an amqp target [default: <queue>.dlq].
@@ -114,9 +120,15 @@ pub struct Args {
     /// With --local: which [[path]] of queue.toml (lambda, worker) [default: the first].
     #[arg(long, value_name = "NAME", requires = "local")]
     path: Option<String>,
-    /// Posts in flight at once.
-    #[arg(long, short = 'c', default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    concurrency: u64,
+    /// Posts in flight at once [default: 50; with --rpc, all the calculations at once, as the
+    /// seed's driver].
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    concurrency: Option<u64>,
+    /// Request–reply, as seed 000's RabbitMQ driver (amqp targets): publish each x as text with
+    /// reply_to (an exclusive callback queue) and a correlation id, await every answer; report
+    /// elapsed, ideal, ratio and per-call latency percentiles. Reads no tables.
+    #[arg(long)]
+    rpc: bool,
     /// Give up this many seconds after the clock start [default: 60 + 2 × max + N × max / 100].
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
@@ -160,6 +172,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let kind = Kind::of(&setup.target)?;
     let seed = args.seed.unwrap_or_else(clock_seed);
     let plan = Plan::draw(n, args.max, seed);
+    if args.rpc {
+        if kind != Kind::Amqp {
+            return Err(Error::Invalid(format!(
+                "--rpc calls over RabbitMQ: the target must be amqp://…, not {}",
+                redact(&setup.target)
+            )));
+        }
+        let concurrency = args.concurrency.map_or(n, |c| usize::try_from(c).unwrap_or(n));
+        let opts = rpc::RpcOpts { concurrency, timeout: Duration::from_secs_f64(timeout), progress: true };
+        let queue_name = setup.amqp_queue.clone().unwrap_or_else(|| "calc".to_owned());
+        return rpc::run(&plan, &setup.target, &queue_name, &opts, args.json).await;
+    }
 
     let config = aws_setup::load_at(aws_setup::TrustRoots::Platform, setup.endpoint.as_deref()).await;
     let ledger =
@@ -215,7 +239,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         ledger.describe()
     );
     let opts = Opts {
-        concurrency: usize::try_from(args.concurrency).unwrap_or(1),
+        concurrency: args.concurrency.map_or(50, |c| usize::try_from(c).unwrap_or(1)),
         poll: Duration::from_millis(args.poll_ms),
         timeout: Duration::from_secs_f64(timeout),
         backoff: BACKOFF,
