@@ -275,6 +275,35 @@ fn default_timeout(n: usize, max: f64) -> f64 {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("queue").chain(argv.iter().copied())).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn rpc_runs_need_no_tables_and_other_runs_still_do() {
+        let args = parse(&["--rpc", "--target", "amqp://127.0.0.1/%2f", "--amqp-queue", "rpc_queue"])
+            .expect("valid");
+        assert!(args.rpc);
+        assert_eq!(args.concurrency, None, "all N in flight unless capped");
+        let error = parse(&["--target", "amqp://127.0.0.1/%2f"]).err().expect("tables missing").to_string();
+        assert!(error.contains("--done-table"), "{error}");
+        assert!(parse(&["--rpc", "--local", "--path", "worker"]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn rpc_over_http_is_refused_with_what_to_do() {
+        let args = parse(&["--rpc", "--target", "https://x.example/v1/calc", "-n", "1"]).expect("parses");
+        let error = run(args).await.expect_err("refused").to_string();
+        assert!(error.contains("--rpc calls over RabbitMQ: the target must be amqp://"), "{error}");
+    }
+
     #[test]
     fn the_default_timeout_grows_with_max_and_with_n() {
         assert_eq!(default_timeout(1000, 2.0), 84.0);

@@ -291,3 +291,102 @@ fn summarize(
         seed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use queue::MemoryLedger;
+    use queue::Worker;
+    use queue::amqp::{ConsumerConfig, consume};
+
+    use super::*;
+
+    fn answered(start: Instant, x: f64, latency_ms: u64) -> Call {
+        let latency = Duration::from_millis(latency_ms);
+        Call::Answered { latency, x, at: start + latency }
+    }
+
+    #[test]
+    fn the_summary_takes_elapsed_to_the_last_answer_and_percentiles_by_nearest_rank() {
+        let start = Instant::now();
+        let calls = [
+            answered(start, 0.5, 520),
+            answered(start, 1.0, 1030),
+            answered(start, 0.25, 300),
+            answered(start, 1.9, 1990),
+            Call::Refused("calc(3): out of range".into()),
+        ];
+        let summary = summarize(&calls, start, 7, 5, Duration::from_secs(60)).expect("complete");
+        assert_eq!(
+            (summary.calculations, summary.answered, summary.errors, summary.failed_calls),
+            (5, 4, 1, 0)
+        );
+        assert_eq!(summary.elapsed_seconds, 1.99);
+        assert_eq!(summary.ideal_seconds, 1.9);
+        assert!((summary.ratio - 1.99 / 1.9).abs() < 1e-12);
+        // Nearest rank over [300, 520, 1030, 1990]: p50 is the 2nd, p90 and p99 the 4th.
+        assert_eq!(
+            (summary.latency_ms.min, summary.latency_ms.p50, summary.latency_ms.p90, summary.latency_ms.max),
+            (300.0, 520.0, 1990.0, 1990.0)
+        );
+        assert_eq!((summary.queueing_ms.min, summary.queueing_ms.max), (20.0, 90.0));
+        assert_eq!(summary.first_error.as_deref(), Some("calc(3): out of range"));
+        let text = summary.render();
+        assert!(text.contains("answered         4\n"), "{text}");
+        assert!(text.contains("error replies    1\n"), "{text}");
+        assert!(text.contains("latency ms       mean 960.00  min 300.00  p50 520.00"), "{text}");
+        assert!(text.contains("first error: calc(3): out of range"), "{text}");
+        let json = serde_json::to_value(&summary).expect("serializes");
+        assert_eq!(json["latency_ms"]["p50"], 520.0);
+        assert_eq!(json["answered"], 4);
+    }
+
+    #[test]
+    fn a_run_with_unanswered_calls_or_no_answer_fails_and_says_how_far_it_got() {
+        let start = Instant::now();
+        let calls = [answered(start, 0.1, 120), Call::Unanswered, Call::Failed("connection reset".into())];
+        let error =
+            summarize(&calls, start, 1, 3, Duration::from_secs(5)).expect_err("timed out").to_string();
+        assert!(error.contains("timed out after 5.0 s: 1 of 3 calls answered"), "{error}");
+        assert!(error.contains("1 never answered") && error.contains("connection reset"), "{error}");
+        let calls = [Call::Refused("calc(5): out of range".into())];
+        let error = summarize(&calls, start, 1, 1, Duration::from_secs(5)).expect_err("nothing").to_string();
+        assert!(
+            error.contains("none of the 1 calls was answered") && error.contains("out of range"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_through_the_worker_on_rabbitmq_are_all_answered_and_timed() {
+        let Some(url) = testkit::moto::amqp_url() else { return };
+        let queue = testkit::moto::unique("test-latency-rpc");
+        let ledger = Arc::new(MemoryLedger::new());
+        let worker = Arc::new(Worker::new(ledger.clone(), 0.2));
+        let config = ConsumerConfig { uri: url.clone(), queue: queue.clone(), prefetch: 100 };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let consumer = tokio::spawn(async move {
+            consume(&config, worker, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let client = Arc::new(RpcClient::connect(&url, &queue).await.expect("client"));
+        // 50 calls with x < 0.2 s, and 5 above the worker's max, which are answered with errors.
+        let mut plan = Plan::draw(55, 0.2, 11);
+        for x in plan.xs.iter_mut().take(5) {
+            *x += 0.2;
+        }
+        let opts = RpcOpts { concurrency: 55, timeout: Duration::from_secs(30), progress: false };
+        let summary = drive_rpc(&plan, client, &opts).await.expect("every call is answered");
+        assert_eq!((summary.answered, summary.errors, summary.failed_calls), (50, 5, 0), "{summary:?}");
+        assert!(summary.first_error.as_deref().is_some_and(|e| e.contains("out of range")), "{summary:?}");
+        assert_eq!(summary.ideal_seconds, plan.xs[5..].iter().copied().fold(0.0, f64::max));
+        assert!(summary.elapsed_seconds >= summary.ideal_seconds, "{summary:?}");
+        assert!(summary.latency_ms.min >= 0.0 && summary.queueing_ms.min >= 0.0, "{summary:?}");
+        assert!(summary.latency_ms.max <= summary.elapsed_seconds * 1000.0 + 1.0, "{summary:?}");
+        assert_eq!(queue::Ledger::done(&*ledger).await.expect("done"), 50, "each answered call counted once");
+        let _ = stop.send(());
+        let stats = consumer.await.expect("no panic").expect("consumed");
+        assert_eq!((stats.counted, stats.dead_lettered), (50, 5));
+    }
+}
