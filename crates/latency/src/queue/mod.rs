@@ -292,7 +292,7 @@ mod tests {
             .expect("valid");
         assert!(args.rpc);
         assert_eq!(args.concurrency, None, "all N in flight unless capped");
-        let error = parse(&["--target", "amqp://127.0.0.1/%2f"]).err().expect("tables missing").to_string();
+        let error = parse(&["--target", "amqp://127.0.0.1/%2f"]).expect_err("tables missing").to_string();
         assert!(error.contains("--done-table"), "{error}");
         assert!(parse(&["--rpc", "--local", "--path", "worker"]).is_ok());
     }
