@@ -376,6 +376,13 @@ impl RpcClient {
     }
 }
 
+impl Drop for RpcClient {
+    /// Stops the reply consumer's task (the connection closes as it is dropped).
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use lapin::types::ShortString;
