@@ -1419,7 +1419,7 @@ class BrokenCopiesAreCaught(BrokenCopies, unittest.TestCase):
 
     def test_a_queue_name_other_than_the_workers(self) -> None:
         self.edit("base/configmap.yaml", lambda d: d["data"].update(CALC_QUEUE="jobs"))
-        self.assertCaught("queueName 'calc' is not the worker's CALC_QUEUE 'jobs'")
+        self.assertCaught("queueName 'rpc_queue' is not the worker's CALC_QUEUE 'jobs'")
 
     def test_a_grace_period_shorter_than_the_drain(self) -> None:
         self.edit("base/deployment.yaml", lambda d: d["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=10))

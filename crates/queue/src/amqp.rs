@@ -18,11 +18,18 @@
 //! `basic.qos(prefetch)` bounds the unacknowledged messages; each delivery is processed as soon
 //! as it arrives, concurrently with the others, and is settled only after the worker's verdict:
 //! - `Ok` (counted, or a redelivery already counted; the ledger write is durable): `basic.ack`;
-//! - poison (bad JSON, x out of range, a body that is not UTF-8, **no `message_id`**, which
-//!   cannot be counted exactly once): `basic.nack(requeue = false)`, and the broker routes it
-//!   through `q.dlx` to `q.dlq`;
+//! - poison (bad JSON or not a number, x out of range, a body that is not UTF-8, **no
+//!   `message_id`** and no `reply_to` + `correlation_id` to stand for one, which cannot be
+//!   counted exactly once): `basic.nack(requeue = false)`, and the broker routes it through
+//!   `q.dlx` to `q.dlq`;
 //! - any other error (ledger down): `basic.nack(requeue = true)` after [`RETRY_DELAY`], so a
 //!   store that is down is not hammered.
+//!
+//! A request with `reply_to` is answered before it is settled ([`crate::rpc`]): with x once
+//! counted, with `error: <reason>` (`type = error`) before it is dead-lettered; a retryable
+//! failure is answered when it succeeds on a redelivery. The channel is in confirm mode, so an
+//! answer is on the broker before its request is acked; an answer the broker refuses requeues
+//! the request instead (it is answered, not counted, again).
 //!
 //! A connection or channel error ends [`consume`] with `Err`: the process exits non-zero, the
 //! orchestrator restarts it, and the broker redelivers whatever was not acknowledged (the ledger
@@ -46,6 +53,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 
+use crate::rpc::{self, Reply, ReplyTo, Sent};
 pub use crate::worker::ConsumeStats;
 use crate::{Error, Message, Verdict, Worker};
 
@@ -252,6 +260,11 @@ pub async fn consume(
     let channel = connection.create_channel().await.map_err(|e| failed("create channel", e))?;
     declare(&channel, queue).await?;
     channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(|e| failed("basic.qos", e))?;
+    // Replies to requests with reply_to are confirmed before the request is acked.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| failed("enable publisher confirms (for replies)", e))?;
     static CONSUMERS: AtomicU64 = AtomicU64::new(0);
     let tag = format!("calc-{}-{}", std::process::id(), CONSUMERS.fetch_add(1, Ordering::Relaxed));
     let mut consumer = channel
@@ -277,7 +290,7 @@ pub async fn consume(
                 Err(e) => break Err(e),
             },
             delivery = consumer.next() => match delivery {
-                Some(Ok(delivery)) => in_flight.push(Box::pin(settle(worker.clone(), delivery))),
+                Some(Ok(delivery)) => in_flight.push(Box::pin(settle(worker.clone(), channel.clone(), delivery))),
                 Some(Err(e)) => break Err(failed(format_args!("consuming {queue}"), e)),
                 None => break Err(Error::source(SOURCE, format!("the broker cancelled the consumer of {queue} (queue deleted?)"))),
             },
@@ -327,38 +340,85 @@ pub async fn consume(
     Ok(stats)
 }
 
-/// The message in a delivery, or why it is poison.
-fn message(delivery: &Delivery) -> Result<Message, Error> {
+/// The message in a delivery, or why it is poison. Its id is its `message_id`, or for a
+/// request–reply call without one, its reply address ([`ReplyTo::message_id`]).
+fn message(delivery: &Delivery, reply_to: Option<&ReplyTo>) -> Result<Message, Error> {
     let id = match delivery.properties.message_id() {
         Some(id) if !id.as_str().is_empty() => id.as_str().to_owned(),
-        _ => return Err(Error::Poison("no message_id property: it cannot be counted exactly once".into())),
+        _ => match reply_to.and_then(ReplyTo::message_id) {
+            Some(id) => id,
+            None => {
+                return Err(Error::Poison(
+                    "no message_id property (nor reply_to with a correlation_id): it cannot be counted \
+                     exactly once"
+                        .into(),
+                ));
+            }
+        },
     };
     let body = String::from_utf8(delivery.data.clone())
         .map_err(|e| Error::Poison(format!("message {id}: body is not UTF-8: {e}")))?;
     Ok(Message { id, body })
 }
 
-/// Runs one delivery and acks or nacks it according to the verdict.
-async fn settle(worker: Arc<Worker>, delivery: Delivery) -> Settled {
-    let verdict = match message(&delivery) {
+/// How a delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    DeadLetter,
+    Requeue,
+}
+
+/// Runs one delivery, answers it if it asks for a reply, and acks or nacks it according to the
+/// verdict.
+async fn settle(worker: Arc<Worker>, channel: Channel, delivery: Delivery) -> Settled {
+    let reply_to = ReplyTo::of(&delivery.properties);
+    let (verdict, reply) = match message(&delivery, reply_to.as_ref()) {
         Ok(message) => {
             if delivery.redelivered {
                 tracing::debug!(id = %message.id, "redelivered");
             }
-            worker.process_logged(&message, None).await
+            match worker.answer_logged(&message, None).await {
+                Ok(answered) => (Ok(answered.outcome), Some(Reply::Result(answered.result))),
+                Err(e) => {
+                    let reply = e.is_poison().then(|| Reply::Error(reason(&e)));
+                    (Err(e), reply)
+                }
+            }
         }
         Err(e) => {
             tracing::warn!(delivery_tag = delivery.delivery_tag, error = %e, "poison delivery; dead-letter it");
-            Err(e)
+            let reply = Reply::Error(reason(&e));
+            (Err(e), Some(reply))
         }
     };
-    let (what, settled) = match &verdict {
-        Ok(_) => ("basic.ack", delivery.acker.ack(BasicAckOptions::default()).await),
-        Err(e) if e.is_poison() => (
+    let mut how = match &verdict {
+        Ok(_) => Settle::Ack,
+        Err(e) if e.is_poison() => Settle::DeadLetter,
+        Err(_) => Settle::Requeue,
+    };
+    if let (Some(to), Some(reply)) = (&reply_to, &reply) {
+        match rpc::send(&channel, to, reply).await {
+            Ok(Sent::Delivered) => tracing::debug!(reply_to = %to.queue, ?reply, "answered"),
+            Ok(Sent::NoRoute) => tracing::warn!(
+                reply_to = %to.queue,
+                correlation_id = ?to.correlation_id,
+                "the caller's reply queue is gone; the answer is dropped"
+            ),
+            Err(e) => {
+                // Not answered: the request goes back, to be answered (not counted) again.
+                tracing::warn!(reply_to = %to.queue, error = %e, "the answer failed; requeueing the request");
+                how = Settle::Requeue;
+            }
+        }
+    }
+    let (what, settled) = match how {
+        Settle::Ack => ("basic.ack", delivery.acker.ack(BasicAckOptions::default()).await),
+        Settle::DeadLetter => (
             "basic.nack",
             delivery.acker.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await,
         ),
-        Err(_) => {
+        Settle::Requeue => {
             tokio::time::sleep(RETRY_DELAY).await;
             (
                 "basic.nack",
@@ -372,6 +432,15 @@ async fn settle(worker: Arc<Worker>, delivery: Delivery) -> Settled {
             Err(Error::source(SOURCE, format!("{what}: the channel is closed; the broker will redeliver")))
         }
         Err(e) => Err(failed(what, e)),
+    }
+}
+
+/// The reason in an error reply: a poison message's own reason, without the "poison message"
+/// prefix the logs have.
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Poison(reason) => reason.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -1,8 +1,10 @@
 //! The message contract and the calculation.
 //!
-//! A message body is a JSON object with a number `x`, 0 ≤ x ≤ max (the template's `MaxX`); other
-//! members are ignored, as API Gateway's request validator (the same JSON schema) lets them pass.
-//! `calc(x)` takes x seconds and returns x.
+//! A message body is either a JSON object with a number `x` — other members are ignored, as API
+//! Gateway's request validator (the same JSON schema) lets them pass — or x itself as plain text
+//! (`1.5`, `1e-05`: what the seed's RabbitMQ driver sends, Python's `str(x)`); either way
+//! 0 ≤ x ≤ max (the template's `MaxX`). `calc(x)` takes x seconds and returns x; its result goes
+//! back as plain text ([`result_text`]) to a caller that asked for a reply ([`crate::rpc`]).
 
 use std::time::Duration;
 
@@ -19,19 +21,11 @@ pub struct Calculation {
 }
 
 impl Calculation {
-    /// Parses and validates a message body. Every failure is [`Error::Poison`] with a reason
-    /// that says what is wrong (it ends up in the logs next to the message id).
+    /// Parses and validates a message body: `{"x": …}`, or a plain number. Every failure is
+    /// [`Error::Poison`] with a reason that says what is wrong (it ends up in the logs next to
+    /// the message id, and in the error reply of a request–reply call).
     pub fn parse(body: &str, max_x: f64) -> Result<Calculation, Error> {
-        let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).map_err(|e| {
-            let what =
-                if body.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
-            Error::Poison(format!("{what}: {e}"))
-        })?;
-        let x = match parsed.get("x") {
-            None => return Err(Error::Poison("missing \"x\"".into())),
-            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-            Some(other) => return Err(Error::Poison(format!("\"x\" must be a number, got {other}"))),
-        };
+        let x = if body.trim_start().starts_with('{') { json_x(body)? } else { plain_x(body)? };
         if !x.is_finite() {
             return Err(Error::Poison("\"x\" is not a finite number".into()));
         }
@@ -53,9 +47,43 @@ impl Calculation {
     }
 }
 
+/// x from a JSON object body (`{"x": …}`).
+fn json_x(body: &str) -> Result<f64, Error> {
+    let parsed: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(body).map_err(|e| Error::Poison(format!("malformed JSON: {e}")))?;
+    match parsed.get("x") {
+        None => Err(Error::Poison("missing \"x\"".into())),
+        Some(serde_json::Value::Number(n)) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+        Some(other) => Err(Error::Poison(format!("\"x\" must be a number, got {other}"))),
+    }
+}
+
+/// Characters of a bad plain-text body quoted in its reason.
+const QUOTED: usize = 40;
+
+/// x from a plain-text body: a decimal number, surrounding whitespace allowed (`1.5`, `2`,
+/// `1e-05`, as Python's `str()` writes them). `inf` and `nan` parse, and are refused as not
+/// finite by the caller.
+fn plain_x(body: &str) -> Result<f64, Error> {
+    body.trim().parse::<f64>().map_err(|_| {
+        let mut quoted: String = body.chars().take(QUOTED).collect();
+        if body.chars().nth(QUOTED).is_some() {
+            quoted.push('…');
+        }
+        Error::Poison(format!("{quoted:?} is neither a number nor a JSON object {{\"x\": <number>}}"))
+    })
+}
+
 /// A request body for `x`, as the driver sends it.
 pub fn body(x: f64) -> String {
     serde_json::json!({ "x": x }).to_string()
+}
+
+/// `x` as plain text: the body of a plain-text request (the seed's `str(x)`) and of a result
+/// reply. Rust's shortest representation that reads back as the same `f64` (`1.5`, `2`,
+/// `0.00001`), which Python's `float()` reads too.
+pub fn result_text(x: f64) -> String {
+    x.to_string()
 }
 
 #[cfg(test)]
@@ -77,8 +105,38 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_number_is_a_calculation_as_the_seeds_rabbitmq_driver_sends_it() {
+        for (body, x) in
+            [("1.5", 1.5), ("0", 0.0), ("2", 2.0), ("1e-05", 1e-5), (" 0.25\n", 0.25), ("2.0", 2.0)]
+        {
+            assert_eq!(Calculation::parse(body, 2.0).unwrap().x, x, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn bad_plain_text_is_poison_with_a_reason() {
+        assert!(poison("2.5").contains("out of range"));
+        assert!(poison("-1").contains("out of range"));
+        assert!(poison("inf").contains("finite"));
+        assert!(poison("NaN").contains("finite"));
+        assert!(poison("").contains("neither a number nor a JSON object"));
+        assert!(poison("\"1.5\"").contains("neither a number"));
+        let long = poison(&"9".repeat(30).replace('9', "a9"));
+        assert!(long.contains('…') && long.len() < 120, "{long}");
+    }
+
+    #[test]
+    fn the_result_text_reads_back_as_the_same_number() {
+        for x in [0.0, 1.5, 2.0, 1e-5, 0.1 + 0.2, 1.999_999_999_999] {
+            assert_eq!(result_text(x).parse::<f64>().unwrap(), x);
+            assert_eq!(Calculation::parse(&result_text(x), 2.0).unwrap().x, x);
+        }
+        assert_eq!(result_text(1.5), "1.5");
+    }
+
+    #[test]
     fn bad_bodies_are_poison_with_a_reason() {
-        assert!(poison("not json").contains("not a JSON object"));
+        assert!(poison("not json").contains("neither a number nor a JSON object"));
         assert!(poison(r#"{"x": 1"#).contains("malformed JSON"));
         assert!(poison("{}").contains("missing"));
         assert!(poison(r#"{"x": "1"}"#).contains("must be a number"));
@@ -88,7 +146,7 @@ mod tests {
         assert!(
             poison(r#"{"x": 1e400}"#).contains("finite") || poison(r#"{"x": 1e400}"#).contains("malformed")
         );
-        assert!(poison("[1]").contains("not a JSON object") || poison("[1]").contains("malformed"));
+        assert!(poison("[1]").contains("neither a number nor a JSON object"));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Why a message was not counted.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The body is not `{"x": <number>}` with 0 ≤ x ≤ max: retrying cannot help.
+    /// The body is neither `{"x": <number>}` nor a plain number, or x is not 0 ≤ x ≤ max (or the
+    /// message cannot be counted exactly once): retrying cannot help.
     #[error("poison message: {0}")]
     Poison(String),
     /// Not enough time left in this invocation to run the calculation: back to the queue.

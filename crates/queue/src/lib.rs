@@ -8,7 +8,8 @@
 //!   (one `TransactWriteItems`: a conditional put of the message id + `ADD done`);
 //! - [`worker`]: runs a batch concurrently, one span per message, within a time budget, and
 //!   says per message what happened ([`Verdict`]);
-//! - sources for the plain worker binary: [`sqs`] (long poll) and [`amqp`] (RabbitMQ).
+//! - sources for the plain worker binary: [`sqs`] (long poll) and [`amqp`] (RabbitMQ), which
+//!   answers requests that carry `reply_to` ([`rpc`]: the request–reply protocol and its client).
 //!
 //! No Lambda or HTTP imports: the Lambda and the binaries are glue in `functions/calc-worker`.
 
@@ -21,6 +22,8 @@ pub mod worker;
 pub mod amqp;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "amqp")]
+pub mod rpc;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
@@ -29,7 +32,7 @@ pub use error::Error;
 #[cfg(feature = "dynamodb")]
 pub use ledger::open as open_ledger;
 pub use ledger::{HalfLedger, Ledger, LedgerSpec, MemoryLedger, Outcome, SharedLedger};
-pub use worker::{ConsumeStats, Message, Verdict, Worker};
+pub use worker::{Answered, ConsumeStats, Message, Verdict, Worker};
 
 /// The boxed future of the ports' methods (stores are chosen at run time, behind `dyn`).
 pub use futures_util::future::BoxFuture;

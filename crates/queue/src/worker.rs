@@ -24,6 +24,14 @@ pub struct Message {
 /// `Err(e)` with `e.is_poison()`: dead-letter it. Any other `Err`: let it be redelivered.
 pub type Verdict = Result<Outcome, Error>;
 
+/// A message calculated and counted: what `calc(x)` returned (the body of a request–reply
+/// answer) and how the ledger took it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answered {
+    pub result: f64,
+    pub outcome: Outcome,
+}
+
 /// What a consumer did until it stopped.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ConsumeStats {
@@ -82,6 +90,11 @@ impl Worker {
     /// not finish and be recorded before it is refused with [`Error::NoTime`] instead of being
     /// cut off mid-batch; it goes back to the queue for another invocation.
     pub async fn process(&self, message: &Message, deadline: Option<Instant>) -> Verdict {
+        self.answer(message, deadline).await.map(|answered| answered.outcome)
+    }
+
+    /// [`Worker::process`], with what the calculation returned: for a source that replies.
+    pub async fn answer(&self, message: &Message, deadline: Option<Instant>) -> Result<Answered, Error> {
         let calculation = Calculation::parse(&message.body, self.max_x)?;
         if let Some(deadline) = deadline {
             let needed = calculation.duration() + self.margin;
@@ -94,20 +107,32 @@ impl Worker {
                 });
             }
         }
-        calculation.run().await;
-        self.ledger.record(&message.id).await
+        let result = calculation.run().await;
+        let outcome = self.ledger.record(&message.id).await?;
+        Ok(Answered { result, outcome })
     }
 
     /// Runs one message in its own span and logs its verdict.
     pub async fn process_logged(&self, message: &Message, deadline: Option<Instant>) -> Verdict {
+        self.answer_logged(message, deadline).await.map(|answered| answered.outcome)
+    }
+
+    /// [`Worker::answer`] in its own span, its verdict logged.
+    pub async fn answer_logged(
+        &self,
+        message: &Message,
+        deadline: Option<Instant>,
+    ) -> Result<Answered, Error> {
         let span = tracing::info_span!("message", id = %message.id);
         async {
             let started = Instant::now();
-            let verdict = self.process(message, deadline).await;
+            let verdict = self.answer(message, deadline).await;
             let ms = started.elapsed().as_millis() as u64;
             match &verdict {
-                Ok(Outcome::Counted) => tracing::debug!(ms, "counted"),
-                Ok(Outcome::Duplicate) => tracing::info!(ms, "redelivered; already counted"),
+                Ok(Answered { outcome: Outcome::Counted, .. }) => tracing::debug!(ms, "counted"),
+                Ok(Answered { outcome: Outcome::Duplicate, .. }) => {
+                    tracing::info!(ms, "redelivered; already counted");
+                }
                 Err(e) if e.is_poison() => tracing::warn!(error = %e, "poison message; dead-letter it"),
                 Err(e @ Error::NoTime { .. }) => tracing::info!(error = %e, "back to the queue"),
                 Err(e) => tracing::error!(error = %e, ms, "not counted; back to the queue"),

@@ -6,26 +6,21 @@
 //! Every test uses queues of its own and a worker on an in-memory ledger (wrapped to tally the
 //! ledger calls, which is how a test knows what the consumer has done so far).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
-use queue::amqp::{self, ConsumeStats, ConsumerConfig, Publisher};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use queue::amqp::{self, ConsumeStats, Publisher};
 use queue::{BoxFuture, Error, Ledger, MemoryLedger, Outcome, Worker, calc};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use testkit::moto::amqp_url;
 
-/// A queue name no other test or run uses.
-fn unique(prefix: &str) -> String {
-    testkit::moto::unique(&format!("test-{prefix}"))
-}
+mod common;
+use common::{clean_up, depth, eventually, start, unique};
 
 /// A [`MemoryLedger`] that tallies the calls to `record`, and can hold each successful one
 /// back a while before returning it (the gap between counting and acking a crash falls into).
@@ -87,71 +82,12 @@ fn worker(ledger: &Arc<Tally>) -> Arc<Worker> {
     Arc::new(Worker::new(ledger.clone(), 2.0))
 }
 
-/// A consumer running in a task of its own.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<ConsumeStats, Error>>,
-}
-
-fn start(url: &str, queue: &str, prefetch: u16, worker: Arc<Worker>) -> Running {
-    let config = ConsumerConfig { uri: url.to_owned(), queue: queue.to_owned(), prefetch };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        amqp::consume(&config, worker, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    Running { stop, task }
-}
-
-impl Running {
-    /// Triggers shutdown and waits (up to 30 s) for `consume` to return.
-    async fn stop(self) -> ConsumeStats {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("consume returns within 30 s of shutdown")
-            .expect("the consumer task does not panic")
-            .expect("consume ends without error")
-    }
-}
-
-/// Polls `check` every 10 ms until it holds; panics with `what` after `within`.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn publish_all(publisher: &Publisher, messages: &[(String, String)]) {
     try_join_all(messages.iter().map(|(id, body)| publisher.publish(id, body))).await.expect("published");
 }
 
 fn calculations(prefix: &str, n: usize, x: f64) -> Vec<(String, String)> {
     (0..n).map(|i| (format!("{prefix}-{i}"), calc::body(x))).collect()
-}
-
-async fn depth(publisher: &Publisher, queue: &str) -> u64 {
-    publisher.depth(queue).await.expect("depth")
-}
-
-/// Deletes the work queue, its dead-letter queue and exchange (the broker may be a shared one).
-async fn clean_up(url: &str, queue: &str) {
-    let Ok(connection) = amqp::connect(url).await else { return };
-    let Ok(channel) = connection.create_channel().await else { return };
-    for q in [queue.to_owned(), amqp::dead_letter_queue(queue)] {
-        let _ = channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-    }
-    let _ =
-        channel.exchange_delete(amqp::dead_letter_exchange(queue).as_str().into(), Default::default()).await;
-    let _ = connection.close(200, "OK".into()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,8 @@ pub struct ServerArgs {
     #[arg(long, env = "CALC_SOURCE")]
     pub source: String,
     /// The RabbitMQ queue (its dead-letter exchange and queue are <queue>.dlx and <queue>.dlq).
+    /// Seed 000's clients publish to rpc_queue (the Kubernetes manifests' setting); a request
+    /// with reply_to is answered there.
     #[arg(long, env = "CALC_QUEUE", default_value = "calc")]
     pub queue: String,
     /// DynamoDB table holding `done` (item id = 0). Without the tables, counts in memory.
@@ -208,6 +210,16 @@ mod tests {
             Ok(Source::Sqs { .. })
         ));
         assert!(matches!(args("redis://x").source(), Err(ConfigError::Source(_))));
+    }
+
+    #[test]
+    fn the_rabbitmq_queue_is_calc_unless_a_flag_or_calc_queue_names_another() {
+        let parse = |extra: &[&str]| {
+            let argv = ["calc-worker-server", "--source", "amqp://localhost"].iter().chain(extra);
+            ServerArgs::try_parse_from(argv).unwrap().queue
+        };
+        assert_eq!(parse(&[]), "calc");
+        assert_eq!(parse(&["--queue", "rpc_queue"]), "rpc_queue");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! the server kit, `edge::server`) it stops taking messages, finishes those in flight, acknowledges them, and exits 0; if that
 //! takes longer than `--shutdown-timeout`, it exits non-zero and the broker redelivers what was
 //! not acknowledged (the ledger keeps the count exact).
+//!
+//! On RabbitMQ a request that carries `reply_to` is answered on that queue with its
+//! `correlation_id` once counted (seed 000's request–reply; `queue::rpc`), the queue named by
+//! `--queue` / `CALC_QUEUE` (`rpc_queue` in the Kubernetes manifests, as the seed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

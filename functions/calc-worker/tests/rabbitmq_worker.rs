@@ -1,6 +1,7 @@
 //! `calc-worker-server` consuming a real RabbitMQ broker, counting in DynamoDB in moto: killed
 //! with SIGKILL mid-batch it loses nothing and a second worker counts each message once, SIGTERM
-//! drains the messages in flight, poison goes to the dead-letter queue.
+//! drains the messages in flight, poison goes to the dead-letter queue, a request with reply_to
+//! is answered once counted.
 //!
 //! Needs both `CALC_TEST_AMQP_URL` (`export CALC_TEST_AMQP_URL=$(scripts/rabbitmq start
 //! /tmp/rmq.pid)`) and `AWS_ENDPOINT_URL` (moto); without either the tests skip, unless
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use queue::Ledger;
 use queue::amqp::{Publisher, dead_letter_queue};
+use queue::rpc::{Reply, RpcClient};
 
 mod common;
 use common::{Stack, bodies, eventually};
@@ -195,4 +197,37 @@ async fn poison_on_rabbitmq_goes_to_the_dead_letter_queue() {
     // Nothing straggles in afterwards: no poison counted, no good message dead-lettered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((rig.done().await, rig.dead_lettered().await), (20, poison.len() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_reply_to_are_answered_once_counted_in_dynamodb_and_bad_ones_with_an_error() {
+    let Some(rig) = Rig::new("calc-rmq-rpc").await else { return };
+    let worker = rig.worker(&["--concurrency", "32"]);
+    assert!(
+        worker.wait_for_log("consuming RabbitMQ", Duration::from_secs(30)),
+        "the worker never consumed:\n{}",
+        worker.log()
+    );
+    let client = RpcClient::connect(&rig.url, &rig.queue).await.expect("client");
+    // As seed 000's driver: x as text, no message_id, all in flight at once.
+    let xs: Vec<f64> = (0..20).map(|i| 0.01 * f64::from(i)).collect();
+    let mut calls = Vec::new();
+    for x in &xs {
+        calls.push(client.send(&x.to_string()).await.expect("published"));
+    }
+    for (call, &x) in calls.into_iter().zip(&xs) {
+        let reply = tokio::time::timeout(Duration::from_secs(30), call.reply())
+            .await
+            .expect("answered within 30 s instead of hanging")
+            .expect("the client is up");
+        assert_eq!(reply, Reply::Result(x));
+    }
+    // Answered only once counted: done is already 20 when the last answer is in.
+    assert_eq!(rig.done().await, 20);
+    let reply = client.call("5").await.expect("answered");
+    assert!(matches!(&reply, Reply::Error(why) if why.contains("out of range")), "{reply:?}");
+    let dead = eventually(Duration::from_secs(30), || async { rig.dead_lettered().await == 1 }).await;
+    assert!(dead, "the bad request is dead-lettered after its error reply");
+    assert_eq!(rig.done().await, 20);
+    client.close().await.expect("close");
 }

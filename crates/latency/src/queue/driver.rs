@@ -145,7 +145,7 @@ pub(super) async fn wait_until_empty(work: Option<&dyn Depth>, opts: &Opts) -> R
     }
 }
 
-fn bar(visible: bool, len: u64, message: &'static str) -> ProgressBar {
+pub(super) fn bar(visible: bool, len: u64, message: &'static str) -> ProgressBar {
     let bar = if visible { ProgressBar::new(len) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {per_sec} {elapsed}")

@@ -57,12 +57,18 @@
 //! ```
 //!
 //! Other keys are ignored, so the writer can add some without breaking older readers.
+//!
+//! # `--rpc`: request–reply, as seed 000's RabbitMQ driver
+//! With an amqp target (or `--local --path worker`), `--rpc` calls instead of posting: each x as
+//! text with `reply_to`, all N in flight, timed per call until its answer; no tables are read
+//! ([`rpc`]).
 
 mod config;
 mod dlq;
 mod driver;
 mod post;
 mod rng;
+mod rpc;
 mod run_cost;
 mod summary;
 mod target;
@@ -98,10 +104,10 @@ pub struct Args {
     #[arg(long, value_name = "QUEUE", conflicts_with = "local")]
     amqp_queue: Option<String>,
     /// The DynamoDB table holding `done` (item id = 0), reset before the run and polled.
-    #[arg(long, value_name = "NAME", required_unless_present = "local", conflicts_with = "local")]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["local", "rpc"], conflicts_with = "local")]
     done_table: Option<String>,
     /// The DynamoDB table of counted message ids (the ledger's exactly-once record).
-    #[arg(long, value_name = "NAME", required_unless_present = "local", conflicts_with = "local")]
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["local", "rpc"], conflicts_with = "local")]
     messages_table: Option<String>,
     /// The dead-letter queue, read when the run times out: its SQS queue URL for an http target
     /// (not read if absent), its name for an amqp target [default: <queue>.dlq].
@@ -118,9 +124,15 @@ pub struct Args {
     /// With --local: which [[path]] of queue.toml (lambda, worker) [default: the first].
     #[arg(long, value_name = "NAME", requires = "local")]
     path: Option<String>,
-    /// Posts in flight at once.
-    #[arg(long, short = 'c', default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    concurrency: u64,
+    /// Posts in flight at once [default: 50; with --rpc, all the calculations at once, as the
+    /// seed's driver].
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    concurrency: Option<u64>,
+    /// Request–reply, as seed 000's RabbitMQ driver (amqp targets): publish each x as text with
+    /// reply_to (an exclusive callback queue) and a correlation id, await every answer; report
+    /// elapsed, ideal, ratio and per-call latency percentiles. Reads no tables.
+    #[arg(long)]
+    rpc: bool,
     /// Give up this many seconds after the clock start [default: 60 + 2 × max + N × max / 100].
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
@@ -164,6 +176,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let kind = Kind::of(&setup.target)?;
     let seed = args.seed.unwrap_or_else(clock_seed);
     let plan = Plan::draw(n, args.max, seed);
+    if args.rpc {
+        if kind != Kind::Amqp {
+            return Err(Error::Invalid(format!(
+                "--rpc calls over RabbitMQ: the target must be amqp://…, not {}",
+                redact(&setup.target)
+            )));
+        }
+        let concurrency = args.concurrency.map_or(n, |c| usize::try_from(c).unwrap_or(n));
+        let opts = rpc::RpcOpts { concurrency, timeout: Duration::from_secs_f64(timeout), progress: true };
+        let queue_name = setup.amqp_queue.clone().unwrap_or_else(|| "calc".to_owned());
+        return rpc::run(&plan, &setup.target, &queue_name, &opts, args.json).await;
+    }
 
     let config = aws_setup::load_at(aws_setup::TrustRoots::Platform, setup.endpoint.as_deref()).await;
     let ledger =
@@ -219,7 +243,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         ledger.describe()
     );
     let opts = Opts {
-        concurrency: usize::try_from(args.concurrency).unwrap_or(1),
+        concurrency: args.concurrency.map_or(50, |c| usize::try_from(c).unwrap_or(1)),
         poll: Duration::from_millis(args.poll_ms),
         timeout: Duration::from_secs_f64(timeout),
         backoff: BACKOFF,
@@ -269,6 +293,35 @@ fn default_timeout(n: usize, max: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("queue").chain(argv.iter().copied())).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn rpc_runs_need_no_tables_and_other_runs_still_do() {
+        let args = parse(&["--rpc", "--target", "amqp://127.0.0.1/%2f", "--amqp-queue", "rpc_queue"])
+            .expect("valid");
+        assert!(args.rpc);
+        assert_eq!(args.concurrency, None, "all N in flight unless capped");
+        let error = parse(&["--target", "amqp://127.0.0.1/%2f"]).expect_err("tables missing").to_string();
+        assert!(error.contains("--done-table"), "{error}");
+        assert!(parse(&["--rpc", "--local", "--path", "worker"]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn rpc_over_http_is_refused_with_what_to_do() {
+        let args = parse(&["--rpc", "--target", "https://x.example/v1/calc", "-n", "1"]).expect("parses");
+        let error = run(args).await.expect_err("refused").to_string();
+        assert!(error.contains("--rpc calls over RabbitMQ: the target must be amqp://"), "{error}");
+    }
 
     #[test]
     fn the_default_timeout_grows_with_max_and_with_n() {
