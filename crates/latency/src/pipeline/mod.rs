@@ -160,7 +160,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         None => {
             let url =
                 setup.url.as_deref().ok_or_else(|| Error::Invalid("--url: required for a load".into()))?;
-            Plan::Load(load_input(&args.shape, url)?.validate().map_err(spec_error)?)
+            Plan::Load(Box::new(load_input(&args.shape, url)?.validate().map_err(spec_error)?))
         }
     };
 
@@ -271,7 +271,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
 
 /// What a run sends: a load of ours, or nothing — the ids of what another tool sent.
 enum Plan {
-    Load(probe::load::LoadSpec),
+    Load(Box<probe::load::LoadSpec>),
     External { ids: Vec<String>, file: String },
 }
 
