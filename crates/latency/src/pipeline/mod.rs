@@ -32,12 +32,12 @@
 //!
 //! ```toml
 //! # Written by scripts/local up.
-//! url = "http://127.0.0.1:9000/lambda-url/pipeline-upstream/items"   # where to POST the items
-//! results_table = "local-pipeline-results"     # the downstream function's table
-//! items_table = "local-pipeline-items"         # the midstream function's table
-//! failure_queue_url = "http://127.0.0.1:PORT/123456789012/local-pipeline-failures"   # optional
+//! url = "http://127.0.0.1:9030/lambda-url/pipeline-upstream/items"   # where to POST the items
+//! results_table = "local-pipelineresultstable"   # the downstream function's table
+//! items_table = "local-pipelineitemstable"       # the midstream function's table
+//! failure_queue_url = "http://127.0.0.1:PORT/123456789012/local-pipelinefailurequeue"   # optional
 //! endpoint = "http://127.0.0.1:PORT"           # optional: the emulator (moto); AWS clients use it
-//! region = "us-east-1"                         # optional [default: the environment's]
+//! region = "eu-west-2"                         # optional [default: the environment's]
 //! ```
 //!
 //! Other keys are ignored, so the writer can add some without breaking older readers.
