@@ -8,6 +8,13 @@ pub fn utc_now() -> String {
     utc(secs)
 }
 
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian calendar).
 pub fn utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

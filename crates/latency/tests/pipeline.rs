@@ -1,6 +1,8 @@
 //! `latency pipeline` as a user runs it, against a stand-in for the chain: an HTTP target that
 //! writes each item into moto's items and results tables as midstream and downstream would (or
-//! leaves chosen items stuck on the way), so the whole command — load, wait, report — runs.
+//! leaves chosen items stuck on the way), so the whole command — load, wait, report — runs; and
+//! with `--ids-from`, the test posts the items itself, as another tool (k6) would, and the
+//! command only traces them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -300,4 +302,134 @@ async fn a_wrong_table_or_an_untraceable_body_fails_before_any_request_is_sent()
     assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
     assert_eq!(fx.chain.posts.load(Ordering::SeqCst), 0, "nothing was sent");
     assert!(!out.exists(), "no report without a run");
+}
+
+impl Fixture {
+    /// Posts the seed's item with each of `ids` to the stand-in, as another tool (k6) would —
+    /// the timestamp in whole seconds, as the seed's script sends it — each answered 200.
+    async fn send_as_another_tool(&self, ids: &[String]) {
+        aws_setup::install_tls_provider();
+        let client = reqwest::Client::new();
+        for id in ids {
+            let body = serde_json::json!({"id": id, "message": "Hello World", "timestamp": (now_ms() / 1000.0).floor()});
+            let answer = client.post(self.url()).json(&body).send().await.expect("posts");
+            assert_eq!(answer.status(), 200, "{id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_from_a_file_traces_items_another_tool_sent_without_sending_any() {
+    let Some(fx) = fixture(Fate::AllThrough).await else { return };
+    let ids: Vec<String> = (0..20).map(|i| format!("k6-{i}")).collect();
+    fx.send_as_another_tool(&ids).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // k6's raw log: one id a line; blank lines and stray spaces are tolerated.
+    let file = dir.path().join("k6-ids.log");
+    std::fs::write(&file, format!("\n{}\n\n  {}  \n", ids[..19].join("\n"), ids[19])).expect("writes");
+    let out = dir.path().join("out");
+    let args = [
+        "--results-table",
+        &fx.chain.results,
+        "--items-table",
+        &fx.chain.items,
+        "--ids-from",
+        file.to_str().unwrap(),
+        "--poll",
+        "20ms",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = fx.run(&args, None, true).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.chain.posts.load(Ordering::SeqCst), 20, "no request of its own");
+    let text = stdout(&output);
+    for expected in [
+        format!("The load was external: sent by another tool; 20 ids from {}", file.display()),
+        "20 ids accepted by the sender (status 200)".into(),
+        "all 20 accepted items came through".into(),
+        "| requests in per second |".into(),
+        "| EndToEnd (1) |".into(),
+        "the items' timestamps were whole seconds".into(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    let report = read_json(&out.join("pipeline.json"));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["complete"].as_bool(), report["flow"]["items_through"].as_u64()),
+        (Some(20), Some(true), Some(20))
+    );
+    assert_eq!(report["ids_from"].as_str(), Some(file.to_str().unwrap()));
+    for absent in ["load", "requests", "failed", "run_id", "url"] {
+        assert!(report.get(absent).is_none(), "{absent} in the report of an external load");
+    }
+    // Requests in: the 20 over the upstream stamps' span; the drain from the last of them.
+    let sent_s = report["sent_s"].as_f64().expect("sent_s");
+    let rate = report["flow"]["requests_in_per_s"].as_f64().expect("rate");
+    assert!(
+        sent_s > 0.0 && (rate - probe::stats::round2(20.0 / sent_s)).abs() < 0.011,
+        "{sent_s} s, {rate}/s"
+    );
+    assert!(report["flow"]["drain_s"].as_f64().is_some_and(|d| d >= 0.0));
+    assert_eq!(std::fs::read_to_string(out.join("items.csv")).expect("csv").lines().count(), 21);
+    for chart in ["timeline.svg", "cdf.svg"] {
+        assert!(std::fs::read_to_string(out.join(chart)).expect(chart).starts_with("<svg"), "{chart}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_from_a_file_names_each_missing_item_with_where_it_is_stuck_and_fails() {
+    let Some(fx) = fixture(Fate::SomeStuck).await else { return };
+    // Sent: 1…10 (3 stops in the items table, 7 before it); "k6-never-0" was never sent at all.
+    let sent: Vec<String> = (1..=10).map(|i| format!("k6-{i}")).collect();
+    fx.send_as_another_tool(&sent).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("k6-ids.log");
+    std::fs::write(&file, format!("{}\nk6-never-0\n", sent.join("\n"))).expect("writes");
+    let out = dir.path().join("out");
+    let args = [
+        "--results-table",
+        &fx.chain.results,
+        "--items-table",
+        &fx.chain.items,
+        "--failure-queue-url",
+        &fx.queue,
+        "--ids-from",
+        file.to_str().unwrap(),
+        "--drain-timeout",
+        "1s",
+        "--poll",
+        "100ms",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = fx.run(&args, None, true).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    for expected in [
+        "3 accepted items did not come through",
+        "1 in the items table but not in the results table: stuck between midstream and downstream (the table's stream, its event source mapping, the downstream function): k6-3\n",
+        "2 not in the items table: stuck between upstream and midstream (the Kinesis stream, its event source mapping, the midstream function): k6-7, k6-never-0\n",
+        "the on-failure queue holds 0 messages (0 in flight); 0 more than before the run",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    let report = read_json(&out.join("pipeline.json"));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["complete"].as_bool(), report["flow"]["items_through"].as_u64()),
+        (Some(11), Some(false), Some(8))
+    );
+    assert_eq!(report["stuck"]["between_upstream_and_midstream"], serde_json::json!(["k6-7", "k6-never-0"]));
+    let md = std::fs::read_to_string(out.join("pipeline.md")).expect("md");
+    assert!(md.contains("8 of 11 accepted items came through") && md.contains("## Not through"), "{md}");
+    // A duplicate id is refused before anything is looked up, naming it.
+    std::fs::write(&file, "k6-1\nk6-2\nk6-1\n").expect("writes");
+    let output = fx.run(&args, None, true).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(r#"the id "k6-1" is on line 1 and again on line 3"#),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -11,8 +11,9 @@ use crate::error::Error;
 /// What the driver needs to know about the deployment.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Setup {
-    /// Where to POST the items (the stack's PipelineUrl, or the local Function URL).
-    pub(super) url: String,
+    /// Where to POST the items (the stack's PipelineUrl, or the local Function URL); `None` only
+    /// with `--ids-from` (no load of ours).
+    pub(super) url: Option<String>,
     /// The results table the downstream function writes (PipelineResultsTableName).
     pub(super) results_table: String,
     /// The items table the midstream function writes (PipelineItemsTableName).
@@ -56,7 +57,7 @@ fn parse_local(text: &str, origin: &str) -> Result<Setup, Error> {
     let file: LocalFile = toml::from_str(text).map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
     let nonempty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let setup = Setup {
-        url: file.url,
+        url: Some(file.url),
         results_table: file.results_table,
         items_table: file.items_table,
         failure_queue_url: nonempty(file.failure_queue_url),
@@ -71,8 +72,10 @@ impl Setup {
     /// The URLs are URLs and the table names are not empty.
     pub(super) fn check(&self) -> Result<(), Error> {
         let http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
-        if !http(&self.url) {
-            return Err(Error::Invalid(format!("url {:?} is not an http(s) URL", self.url)));
+        if let Some(url) = &self.url
+            && !http(url)
+        {
+            return Err(Error::Invalid(format!("url {url:?} is not an http(s) URL")));
         }
         if let Some(queue) = &self.failure_queue_url
             && !http(queue)
@@ -111,7 +114,7 @@ mod tests {
         assert_eq!(
             setup,
             Setup {
-                url: "http://127.0.0.1:9000/lambda-url/pipeline-upstream/items".into(),
+                url: Some("http://127.0.0.1:9000/lambda-url/pipeline-upstream/items".into()),
                 results_table: "local-pipeline-results".into(),
                 items_table: "local-pipeline-items".into(),
                 failure_queue_url: Some("http://127.0.0.1:5000/123456789012/local-pipeline-failures".into()),

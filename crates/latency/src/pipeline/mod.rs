@@ -19,6 +19,12 @@
 //! 5. if some did not come through, says where they are stuck and exits 1 (after writing the
 //!    report of those that did).
 //!
+//! With `--ids-from FILE` there is no load of ours: another tool (the seed's k6 script) sent the
+//! items, and the file holds the id of each one it got a 200 for ([`ids`]). Steps 3–5 are the
+//! same — the same waiter, the same report — with the requests-in figures taken from the rows
+//! (the accepted items per second between the first and last upstream stamp) and the drain
+//! measured from the last upstream stamp.
+//!
 //! # `--local`: `.local/pipeline.toml`
 //! `scripts/local up` writes it (in `$LOCAL_STACK_STATE` when set, else `<checkout>/.local`);
 //! `--local` reads it instead of `--url`, `--results-table`, `--items-table` and
@@ -26,18 +32,19 @@
 //!
 //! ```toml
 //! # Written by scripts/local up.
-//! url = "http://127.0.0.1:9000/lambda-url/pipeline-upstream/items"   # where to POST the items
-//! results_table = "local-pipeline-results"     # the downstream function's table
-//! items_table = "local-pipeline-items"         # the midstream function's table
-//! failure_queue_url = "http://127.0.0.1:PORT/123456789012/local-pipeline-failures"   # optional
+//! url = "http://127.0.0.1:9030/lambda-url/pipeline-upstream/items"   # where to POST the items
+//! results_table = "local-pipelineresultstable"   # the downstream function's table
+//! items_table = "local-pipelineitemstable"       # the midstream function's table
+//! failure_queue_url = "http://127.0.0.1:PORT/123456789012/local-pipelinefailurequeue"   # optional
 //! endpoint = "http://127.0.0.1:PORT"           # optional: the emulator (moto); AWS clients use it
-//! region = "us-east-1"                         # optional [default: the environment's]
+//! region = "eu-west-2"                         # optional [default: the environment's]
 //! ```
 //!
 //! Other keys are ignored, so the writer can add some without breaking older readers.
 
 mod aws;
 mod config;
+mod ids;
 mod seed;
 mod source;
 mod stats;
@@ -60,10 +67,30 @@ use crate::load_cmd::{self, Shape, flag_error};
 /// `timestamp` of 1e11 or more as epoch milliseconds (below, as the seed's seconds).
 const ITEM_MS: &str = r#"{"id":"{{id}}","message":"Hello World","timestamp":{{now_ms}}}"#;
 
+/// The load's flags ([`Shape`]'s arguments), which `--ids-from` conflicts with: named one by one
+/// so that clap's error names the one given, not all of them.
+const LOAD_FLAGS: [&str; 14] = [
+    "preset",
+    "method",
+    "headers",
+    "body",
+    "body_file",
+    "bodies",
+    "expect",
+    "vus",
+    "rate",
+    "max_vus",
+    "duration",
+    "iterations",
+    "stages",
+    "timeout",
+];
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where to POST the items: the stack's PipelineUrl (…/items).
-    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
+    /// Where to POST the items: the stack's PipelineUrl (…/items). With --ids-from, optional:
+    /// only named in the report.
+    #[arg(long, required_unless_present_any = ["local", "ids_from"], conflicts_with = "local")]
     url: Option<String>,
     /// The results table the downstream function writes (PipelineResultsTableName).
     #[arg(long, value_name = "NAME", required_unless_present = "local", conflicts_with = "local")]
@@ -83,7 +110,12 @@ pub struct Args {
     /// seed's item with its timestamp in ms].
     #[command(flatten)]
     shape: Shape,
-    /// How long to wait, after the last request, for every accepted item to come through.
+    /// No load of ours: trace the items another tool sent, by their ids, one per line (a k6
+    /// script's console.log of each accepted id, with --log-output=file=FILE --log-format=raw).
+    #[arg(long, value_name = "FILE", conflicts_with_all = LOAD_FLAGS)]
+    ids_from: Option<PathBuf>,
+    /// How long to wait, after the last request (with --ids-from: from the start), for every
+    /// accepted item to come through.
     #[arg(long, default_value = "60s", value_parser = duration)]
     drain_timeout: Duration,
     /// How often to look the missing items up while waiting.
@@ -113,7 +145,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             config::load_local(&crate::local_state::local_state_dir(&root).join("pipeline.toml"))?
         }
         false => Setup {
-            url: args.url.clone().unwrap_or_default(),
+            url: args.url.clone(),
             results_table: args.results_table.clone().unwrap_or_default(),
             items_table: args.items_table.clone().unwrap_or_default(),
             failure_queue_url: args.failure_queue_url.clone(),
@@ -122,7 +154,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
         },
     };
     setup.check()?;
-    let spec = load_input(&args.shape, &setup.url)?.validate().map_err(spec_error)?;
+    // What is sent: our load, or (--ids-from) nothing — the file says what another tool sent.
+    let plan = match &args.ids_from {
+        Some(path) => Plan::External { ids: ids::read(path)?, file: path.display().to_string() },
+        None => {
+            let url =
+                setup.url.as_deref().ok_or_else(|| Error::Invalid("--url: required for a load".into()))?;
+            Plan::Load(Box::new(load_input(&args.shape, url)?.validate().map_err(spec_error)?))
+        }
+    };
 
     let mut aws = aws_setup::Aws::new(aws_setup::TrustRoots::Platform);
     if let Some(endpoint) = &setup.endpoint {
@@ -143,21 +183,30 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let queue_before = source.failure_queue().await?;
 
     let show = !args.quiet && std::io::stderr().is_terminal();
-    eprintln!(
-        "latency: {} → {}; then waiting up to {} for every accepted item in {}",
-        probe::load::scenario(&spec),
-        setup.url,
+    let wait_words = format!(
+        "waiting up to {} for every accepted item in {}",
         probe::load::format_duration(args.drain_timeout),
         source.describe()
     );
-    let mut load = load_cmd::from_here(&spec, show).await?;
-    let ids = load.ids.take().unwrap_or_default();
-    if ids.is_empty() {
-        return Err(Error::Unfinished(format!(
-            "no request was accepted (status 200) of {} sent: statuses {:?}, failures {:?}",
-            load.requests, load.statuses, load.errors
-        )));
-    }
+    let (ids, load, ids_from) = match plan {
+        Plan::Load(spec) => {
+            let url = setup.url.as_deref().unwrap_or_default();
+            eprintln!("latency: {} → {url}; then {wait_words}", probe::load::scenario(&spec));
+            let mut load = load_cmd::from_here(&spec, show).await?;
+            let ids = load.ids.take().unwrap_or_default();
+            if ids.is_empty() {
+                return Err(Error::Unfinished(format!(
+                    "no request was accepted (status 200) of {} sent: statuses {:?}, failures {:?}",
+                    load.requests, load.statuses, load.errors
+                )));
+            }
+            (ids, Some(load), None)
+        }
+        Plan::External { ids, file } => {
+            eprintln!("latency: {} ids from {file}, sent by another tool; {wait_words}", ids.len());
+            (ids, None, Some(file))
+        }
+    };
 
     let waiting = tokio::time::Instant::now();
     let mut stderr = std::io::stderr();
@@ -183,16 +232,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
         false => Some(Stuck::locate(&source, &waited.missing, queue_before).await?),
     };
 
+    let sent = Sent::of(load.as_ref(), ids_from.as_deref(), ids.len(), &waited.rows);
     let report = PipelineReport {
         url: setup.url.clone(),
-        scenario: load.scenario.clone(),
-        run_id: load.run_id.clone(),
-        started_at_ms: load.started_at_ms,
+        scenario: sent.scenario,
+        run_id: load.as_ref().map(|l| l.run_id.clone()),
+        started_at_ms: sent.started_at_ms,
+        sent_s: sent.elapsed_s,
+        ids_from,
         read_from: source.describe(),
-        requests: load.requests,
+        requests: load.as_ref().map(|l| l.requests),
         accepted: ids.len(),
-        failed: load.failed,
-        flow: stats::flow(&waited.rows, load.requests, ids.len(), load.started_at_ms, load.elapsed_s),
+        failed: load.as_ref().map(|l| l.failed),
+        flow: stats::flow(&waited.rows, sent.requests, ids.len(), sent.started_at_ms, sent.elapsed_s),
         latencies: stats::latencies(&waited.rows),
         waited_s,
         complete: stuck.is_none(),
@@ -214,6 +266,56 @@ pub async fn run(args: Args) -> Result<(), Error> {
             stuck.describe(),
             args.out.display()
         ))),
+    }
+}
+
+/// What a run sends: a load of ours, or nothing — the ids of what another tool sent.
+enum Plan {
+    Load(Box<probe::load::LoadSpec>),
+    External { ids: Vec<String>, file: String },
+}
+
+/// Who sent the items and over which window — the figures requests in, items through and the
+/// drain are computed over.
+#[derive(Debug, PartialEq)]
+struct Sent {
+    scenario: String,
+    /// Requests sent (by another tool: the accepted ones, all that is known).
+    requests: u64,
+    started_at_ms: u64,
+    elapsed_s: f64,
+}
+
+impl Sent {
+    /// Our load's figures, or (`load` None) the window of the rows' upstream stamps: the first
+    /// one to the last (no stamp at all: nothing came through, an empty window now).
+    fn of(
+        load: Option<&probe::load::LoadReport>,
+        ids_from: Option<&str>,
+        accepted: usize,
+        rows: &[Row],
+    ) -> Sent {
+        match load {
+            Some(load) => Sent {
+                scenario: load.scenario.clone(),
+                requests: load.requests,
+                started_at_ms: load.started_at_ms,
+                elapsed_s: load.elapsed_s,
+            },
+            None => {
+                let (started_at_ms, elapsed_s) =
+                    stats::upstream_window(rows).unwrap_or_else(|| (crate::time::now_ms(), 0.0));
+                Sent {
+                    scenario: format!(
+                        "sent by another tool; {accepted} ids from {}",
+                        ids_from.unwrap_or("the file")
+                    ),
+                    requests: accepted as u64,
+                    started_at_ms,
+                    elapsed_s,
+                }
+            }
+        }
     }
 }
 
@@ -255,14 +357,14 @@ fn write_out(dir: &Path, report: &PipelineReport, rows: &[Row]) -> Result<(), Er
     write("pipeline.json", &to_json(report)?)?;
     write("items.csv", &items_csv(rows))?;
     let points = stats::end_to_end_over_time(rows, report.started_at_ms);
-    let title = format!("{} — end-to-end latency against send time ({})", report.url, report.scenario);
-    match crate::chart::latency_over_time_svg(&title, &points, report.load.elapsed_s) {
+    let title = format!("{} — end-to-end latency against send time ({})", report.target(), report.scenario);
+    match crate::chart::latency_over_time_svg(&title, &points, report.sent_s) {
         Ok(svg) => write("timeline.svg", &svg)?,
         Err(err) => eprintln!("latency: no timeline chart: {err}"),
     }
     let samples = stats::samples(rows);
     let lines = samples.iter().map(|(name, ms)| (*name, crate::chart::cdf_points(ms))).collect();
-    match crate::chart::cdf_svg(&format!("{} — latency CDF", report.url), lines) {
+    match crate::chart::cdf_svg(&format!("{} — latency CDF", report.target()), lines) {
         Ok(svg) => write("cdf.svg", &svg)?,
         Err(err) => eprintln!("latency: no CDF chart: {err}"),
     }
@@ -319,6 +421,59 @@ mod tests {
         let err = load_input(&untraceable, "http://x/items").expect("input").validate().map_err(spec_error);
         let err = err.expect_err("no id").to_string();
         assert!(err.starts_with("--body: the requests carry no {{id}}"), "{err}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn ids_from_needs_no_url_and_conflicts_with_every_load_flag_by_name() {
+        use clap::{Args as _, CommandFactory as _, Parser as _};
+        let shape: Vec<String> = Shape::augment_args(clap::Command::new("shape"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert_eq!(shape, LOAD_FLAGS, "LOAD_FLAGS names every flag of the load");
+        Cli::command().debug_assert();
+        let traced =
+            Cli::try_parse_from(["x", "--ids-from", "k6.log", "--results-table", "r", "--items-table", "i"])
+                .expect("no --url needed");
+        assert_eq!(traced.args.ids_from.as_deref(), Some(Path::new("k6.log")));
+        for flag in
+            [&["--vus", "5"][..], &["--duration", "10s"], &["--preset", "seed-003"], &["--stage", "1s:2"]]
+        {
+            let argv = [&["x", "--local", "--ids-from", "k6.log"][..], flag].concat();
+            let err = Cli::try_parse_from(argv).map(|_| ()).expect_err("conflict");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{flag:?}");
+            assert!(err.to_string().contains(&format!("'{} <", flag[0])), "{err}");
+        }
+        let err = Cli::try_parse_from(["x", "--results-table", "r", "--items-table", "i"]).map(|_| ());
+        assert!(err.expect_err("a load needs --url").to_string().contains("--url"));
+    }
+
+    #[test]
+    fn items_another_tool_sent_are_measured_over_their_upstream_stamps() {
+        let rows = vec![
+            Row { id: "b".into(), upstream_ms: Some(1_700_000_003_000.0), ..Row::default() },
+            Row { id: "a".into(), upstream_ms: Some(1_700_000_000_500.0), ..Row::default() },
+        ];
+        let sent = Sent::of(None, Some("k6-ids.log"), 3, &rows);
+        assert_eq!(
+            sent,
+            Sent {
+                scenario: "sent by another tool; 3 ids from k6-ids.log".into(),
+                requests: 3,
+                started_at_ms: 1_700_000_000_500,
+                elapsed_s: 2.5,
+            }
+        );
+        // Nothing came through: an empty window, starting about now.
+        let before = crate::time::now_ms();
+        let none = Sent::of(None, Some("k6-ids.log"), 3, &[]);
+        assert!(none.started_at_ms >= before && none.elapsed_s == 0.0, "{none:?}");
     }
 
     #[test]

@@ -114,6 +114,19 @@ pub fn end_to_end_over_time(rows: &[Row], started_at_ms: u64) -> Vec<(f64, f64)>
     points
 }
 
+/// When items another tool sent arrived: the first upstream stamp (ms since the epoch, floored)
+/// and the seconds to the last one — the window the requests-in figures are over when the load
+/// was not ours. `None` when no row has an upstream stamp.
+pub fn upstream_window(rows: &[Row]) -> Option<(u64, f64)> {
+    let stamps = rows.iter().filter_map(|r| r.upstream_ms).filter(|ms| ms.is_finite() && *ms >= 0.0);
+    let (first, last) = stamps.fold(None, |span: Option<(f64, f64)>, ms| match span {
+        None => Some((ms, ms)),
+        Some((lo, hi)) => Some((lo.min(ms), hi.max(ms))),
+    })?;
+    let first_ms = first.floor();
+    Some((first_ms as u64, (last - first_ms) / 1000.0))
+}
+
 /// Requests in and items through.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flow {
@@ -257,6 +270,26 @@ mod tests {
         assert_eq!((early.drain_s, early.items_through_per_s), (Some(0.0), 1.0));
         let none = super::flow(&[], 6, 5, start, 2.0);
         assert_eq!((none.drain_s, none.items_through_per_s, none.through_timeline.len()), (None, 0.0, 0));
+    }
+
+    #[test]
+    fn the_window_of_items_another_tool_sent_runs_from_the_first_to_the_last_upstream_stamp() {
+        let start = 1_700_000_000_000.0;
+        let rows = vec![
+            row(1, start + 400.0, start + 2_500.0, start + 2_600.0),
+            row(2, start - 600.0, start, start + 90.0),
+            row(3, start + 900.0, start + 1_000.0, start + 1_050.0),
+            Row { id: "no stamps".into(), ..Row::default() },
+        ];
+        assert_eq!(upstream_window(&rows), Some((1_700_000_000_000, 2.5)));
+        // Fed to `flow` as the load's window: requests in are the accepted items over it, and the
+        // drain runs from the last upstream stamp to the last downstream one.
+        let (started, elapsed) = upstream_window(&rows).expect("window");
+        let flow = flow(&rows[..3], 3, 3, started, elapsed);
+        assert_eq!((flow.requests_in_per_s, flow.accepted_in_per_s), (1.2, 1.2));
+        assert_eq!(flow.drain_s, Some(0.1));
+        assert_eq!(upstream_window(&rows[3..]), None);
+        assert_eq!(upstream_window(&[]), None);
     }
 
     #[test]

@@ -11,21 +11,37 @@ use super::wait::Stuck;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineReport {
-    pub url: String,
-    /// The load in words: `closed loop, 10 VUs for 1m`.
+    /// Where the items were posted (absent: `--ids-from` without `--url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Who sent the items, in words: the load's `closed loop, 10 VUs for 1m`, or `sent by
+    /// another tool; 50 ids from k6-ids.log`.
     pub scenario: String,
-    pub run_id: String,
+    /// The random part of every `{{id}}` of our load (absent when another tool sent the items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// When the requests began, ms since the epoch: the load's start, or (`--ids-from`) the
+    /// first upstream stamp.
     pub started_at_ms: u64,
+    /// How long the requests went on, in seconds: the load's, or (`--ids-from`) from the first
+    /// to the last upstream stamp.
+    pub sent_s: f64,
+    /// The file the ids were read from, when another tool sent the items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids_from: Option<String>,
     /// Where the items were read back from.
     pub read_from: String,
-    /// Requests sent, accepted (passed the check: status 200) and failed.
-    pub requests: u64,
+    /// Requests sent and failed, by our load (unknown when another tool sent them); accepted:
+    /// passed the check (status 200), or the ids in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
     pub accepted: usize,
-    pub failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
     pub flow: Flow,
     /// End to end, server and per hop.
     pub latencies: Vec<Latency>,
-    /// From the end of the load until the last lookup, in seconds.
+    /// From the start of the wait until the last lookup, in seconds.
     pub waited_s: f64,
     /// Every accepted item came through.
     pub complete: bool,
@@ -35,8 +51,10 @@ pub struct PipelineReport {
     /// Seed 003's figures, [`LABEL`].
     pub seed: SeedFigures,
     pub seed_label: &'static str,
-    /// The load run's own report (k6's figures, the per-second timeline), without the ids.
-    pub load: LoadReport,
+    /// Our load run's own report (k6's figures, the per-second timeline), without the ids;
+    /// absent when another tool sent the items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadReport>,
 }
 
 impl PipelineReport {
@@ -44,28 +62,51 @@ impl PipelineReport {
         self.latencies.iter().find(|l| l.name == name)
     }
 
+    /// What the run is named by in titles: the URL, or where the items were read back from.
+    pub fn target(&self) -> &str {
+        self.url.as_deref().unwrap_or(&self.read_from)
+    }
+
     /// `pipeline.md`: the figures beside the seed's, the latency table, the charts and what did
     /// not come through.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let started = crate::time::utc(self.started_at_ms / 1000);
-        let _ = writeln!(md, "# Pipeline: {}\n", self.url);
-        let _ = writeln!(
-            md,
-            "{}, run `{}`, started {started}; read back from {}.\n",
-            self.scenario, self.run_id, self.read_from
-        );
+        let _ = writeln!(md, "# Pipeline: {}\n", self.target());
         let flow = &self.flow;
         let through = if self.complete {
             format!("all {} accepted items came through", self.accepted)
         } else {
             format!("{} of {} accepted items came through", flow.items_through, self.accepted)
         };
-        let _ = writeln!(
-            md,
-            "{} requests sent, {} accepted (status 200), {} failed; {through}; busiest second {} items.\n",
-            self.requests, self.accepted, self.failed, flow.peak_through_per_s
-        );
+        match (&self.run_id, self.requests, self.failed) {
+            (Some(run_id), Some(requests), Some(failed)) => {
+                let _ = writeln!(
+                    md,
+                    "{}, run `{run_id}`, started {started}; read back from {}.\n",
+                    self.scenario, self.read_from
+                );
+                let _ = writeln!(
+                    md,
+                    "{requests} requests sent, {} accepted (status 200), {failed} failed; {through}; busiest \
+                     second {} items.\n",
+                    self.accepted, flow.peak_through_per_s
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "The load was external: {}; the first arrived at upstream {started}; read back from {}.\n",
+                    self.scenario, self.read_from
+                );
+                let _ = writeln!(
+                    md,
+                    "{} ids accepted by the sender (status 200), arriving over {:.2} s; {through}; busiest \
+                     second {} items.\n",
+                    self.accepted, self.sent_s, flow.peak_through_per_s
+                );
+            }
+        }
         let e2e = self.latency("EndToEnd");
         let seconds = |pick: fn(&Latency) -> f64| {
             e2e.map_or_else(|| "–".to_owned(), |l| format!("{:.3} s", pick(l) / 1000.0))
@@ -91,13 +132,23 @@ impl PipelineReport {
         for (what, ours, seed) in rows {
             let _ = writeln!(md, "| {what} | {ours} | {seed} |");
         }
-        let _ = writeln!(
-            md,
-            "\nRequests in: sent per second of the load ({:.1}/s accepted). Items through: per second \
-             from the start of the load to the last item's downstream stamp. Drain: from the end of the load \
-             to the last item's downstream stamp.\n",
-            flow.accepted_in_per_s
-        );
+        if self.load.is_some() {
+            let _ = writeln!(
+                md,
+                "\nRequests in: sent per second of the load ({:.1}/s accepted). Items through: per second \
+                 from the start of the load to the last item's downstream stamp. Drain: from the end of the \
+                 load to the last item's downstream stamp.\n",
+                flow.accepted_in_per_s
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "\nRequests in: the accepted items per second between the first and the last upstream stamp \
+                 (another tool sent them: only those it got a 200 for are known). Items through: per second \
+                 from the first upstream stamp to the last item's downstream stamp. Drain: from the last \
+                 upstream stamp to the last item's downstream stamp.\n"
+            );
+        }
 
         let _ = writeln!(md, "## Latency (ms, nearest rank)\n");
         let _ = writeln!(md, "| latency | spans | count | mean | p50 | p90 | p95 | p99 | max |");
@@ -138,5 +189,52 @@ impl PipelineReport {
             let _ = writeln!(md, "## Not through\n\n```\n{}\n```\n", stuck.describe());
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::stats;
+
+    #[test]
+    fn a_report_of_items_another_tool_sent_says_the_load_was_external_and_has_no_load_part() {
+        let report = PipelineReport {
+            url: None,
+            scenario: "sent by another tool; 3 ids from k6-ids.log".into(),
+            run_id: None,
+            started_at_ms: 1_796_525_120_000,
+            sent_s: 2.5,
+            ids_from: Some("k6-ids.log".into()),
+            read_from: "results table r, items table i".into(),
+            requests: None,
+            accepted: 3,
+            failed: None,
+            flow: stats::flow(&[], 3, 3, 1_796_525_120_000, 2.5),
+            latencies: Vec::new(),
+            waited_s: 1.0,
+            complete: false,
+            stuck: None,
+            seed: SEED,
+            seed_label: LABEL,
+            load: None,
+        };
+        let md = report.markdown();
+        for expected in [
+            "# Pipeline: results table r, items table i\n",
+            "The load was external: sent by another tool; 3 ids from k6-ids.log; the first arrived at upstream 2026-12-06",
+            "3 ids accepted by the sender (status 200), arriving over 2.50 s; 0 of 3 accepted items came through",
+            "| requests in per second | 1.2 | 28 |",
+            "Requests in: the accepted items per second between the first and the last upstream stamp",
+            "Drain: from the last upstream stamp",
+        ] {
+            assert!(md.contains(expected), "{expected:?} not in:\n{md}");
+        }
+        assert!(!md.contains("requests sent"), "{md}");
+        let json = serde_json::to_value(&report).expect("json");
+        for absent in ["load", "requests", "failed", "run_id", "url"] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+        assert_eq!((json["ids_from"].as_str(), json["accepted"].as_u64()), (Some("k6-ids.log"), Some(3)));
     }
 }
