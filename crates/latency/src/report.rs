@@ -1,6 +1,8 @@
 //! `latency report`: probe named targets (or load them, for targets with a load profile), price
 //! them, and write `report.md`, `latency.svg` and `report.json` — the original's results table,
-//! regenerated with commands.
+//! regenerated with commands. A `[[pipeline]]` of the targets file is measured as `latency
+//! pipeline` measures it, after the targets: a *Pipeline* section of report.md, its own files
+//! under `pipeline/<name>/`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,8 +19,8 @@ use crate::chart;
 use crate::cost_cmd::PriceArgs;
 use crate::error::Error;
 use crate::probe_cmd::{self, RunArgs};
-use crate::targets::{self, Target};
-use crate::{load_cmd, local_state, sweep};
+use crate::targets::{self, Pipeline, Target, Targets};
+use crate::{load_cmd, local_state, pipeline, sweep};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -169,7 +171,7 @@ async fn unless_interrupted<T>(work: impl Future<Output = T>) -> Option<T> {
 pub async fn run(args: Args) -> Result<(), Error> {
     let book = args.prices.book()?;
     let mut stack = None;
-    let targets = if args.local {
+    let Targets { targets, pipelines } = if args.local {
         let (targets, started) = local_targets(args.debug_build)?;
         stack = started;
         targets
@@ -181,14 +183,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
         let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
         targets::parse(&text, &path.display().to_string())?
     };
-    let result = measure_and_write(&args, &book, &targets).await;
+    let result = measure_and_write(&args, &book, &targets, &pipelines).await;
     if let Some(stack) = stack {
         stack.down();
     }
     result
 }
 
-async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) -> Result<(), Error> {
+async fn measure_and_write(
+    args: &Args,
+    book: &PriceBook,
+    targets: &[Target],
+    pipelines: &[Pipeline],
+) -> Result<(), Error> {
     // Every architecture must be priceable before minutes of probing, not after.
     for target in targets {
         cost::profile(&target.architecture)?;
@@ -284,6 +291,24 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
             cost_note,
         });
     }
+    // The pipelines after the targets: a pipeline run leaves a backlog behind it.
+    let mut measured_pipelines = Vec::with_capacity(pipelines.len());
+    for pipeline in pipelines {
+        if interrupted {
+            unmeasured.push((&pipeline.name, "not reached: interrupted (Ctrl-C)".to_owned()));
+            continue;
+        }
+        match measure_pipeline(pipeline).await {
+            Ok(measured) => {
+                interrupted = measured.report.load.as_ref().is_some_and(|l| l.ending == Ending::Interrupted);
+                measured_pipelines.push((pipeline.name.as_str(), measured));
+            }
+            Err(err) => {
+                eprintln!("latency: pipeline {}: {err}", pipeline.name);
+                unmeasured.push((&pipeline.name, err.to_string()));
+            }
+        }
+    }
     let swept = match &args.memory_sweep {
         Some(function) if !interrupted => Some(memory_sweep(args, book, function).await),
         _ => None,
@@ -293,10 +318,11 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
         book,
         args.prices.calls_per_month(),
         &rows,
+        &measured_pipelines,
         &unmeasured,
         args.memory_sweep.as_deref().zip(swept.as_ref().and_then(|s| s.as_ref().ok())),
     );
-    written?;
+    let dirs = written?;
     match swept {
         Some(Err(err)) => return Err(err),
         Some(Ok(sweep)) => match (sweep.failures(), &sweep.restored) {
@@ -306,17 +332,53 @@ async fn measure_and_write(args: &Args, book: &PriceBook, targets: &[Target]) ->
         },
         None => {}
     }
-    if unmeasured.is_empty() {
+    // A pipeline whose items did not all come through fails the command, as in `latency pipeline`.
+    let stuck: Vec<String> = measured_pipelines
+        .iter()
+        .zip(&dirs)
+        .filter_map(|((name, measured), dir)| {
+            let stuck = measured.report.stuck.as_ref()?;
+            Some(format!(
+                "pipeline {name}: {}\nIts report is in {}.",
+                stuck.describe(),
+                args.out.join(dir).display()
+            ))
+        })
+        .collect();
+    if unmeasured.is_empty() && stuck.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = unmeasured.iter().map(|(name, _)| *name).collect();
-    Err(Error::Unfinished(format!(
-        "{} of {} targets not measured ({}); the report covers the rest{}",
-        unmeasured.len(),
-        targets.len(),
-        names.join(", "),
-        if interrupted && args.memory_sweep.is_some() { ", without the memory sweep" } else { "" }
-    )))
+    let mut problems = stuck;
+    if !unmeasured.is_empty() {
+        let names: Vec<&str> = unmeasured.iter().map(|(name, _)| *name).collect();
+        problems.push(format!(
+            "{} of {} targets not measured ({}); the report covers the rest{}",
+            unmeasured.len(),
+            targets.len() + pipelines.len(),
+            names.join(", "),
+            if interrupted && args.memory_sweep.is_some() { ", without the memory sweep" } else { "" }
+        ));
+    }
+    Err(Error::Unfinished(problems.join("\n")))
+}
+
+/// One `[[pipeline]]`, as `latency pipeline` measures it (`local = true`: where
+/// `.local/pipeline.toml` says).
+async fn measure_pipeline(pipeline: &Pipeline) -> Result<pipeline::Measurement, Error> {
+    let setup = match &pipeline.setup {
+        Some(setup) => setup.clone(),
+        None => pipeline::local_setup()?,
+    };
+    let mut input = pipeline.load.clone();
+    input.url = setup.url.clone();
+    let spec = input.validate().map_err(|err| match err {
+        probe::ProbeError::Invalid { field, reason } => {
+            Error::Invalid(format!("pipeline {:?}: {field}: {reason}", pipeline.name))
+        }
+        other => Error::Probe(other),
+    })?;
+    eprintln!("latency: measuring pipeline {}", pipeline.name);
+    pipeline::measure(&setup, pipeline::Plan::Load(Box::new(spec)), &pipeline.options).await
 }
 
 /// `--memory-sweep FUNCTION`: the sweep of `latency sweep --function`, priced with this report's
@@ -372,18 +434,34 @@ fn price(
 /// `load-<slug>.svg` names for the load rows (`None` for the others): the name in lower case,
 /// runs of anything but letters and digits as one `-`, numbered when two names meet.
 fn timeline_files<'a>(load_rows: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<String>> {
+    unique_files(load_rows, |slug| format!("load-{slug}.svg"))
+}
+
+/// `pipeline/<slug>/` directories for the pipelines, as [`timeline_files`] names its files.
+fn pipeline_dirs<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    unique_files(names.into_iter().map(Some), |slug| format!("pipeline/{slug}/"))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A file name per name (`None` stays `None`) from its slug, numbered when two slugs meet.
+fn unique_files<'a>(
+    names: impl IntoIterator<Item = Option<&'a str>>,
+    file: impl Fn(&str) -> String,
+) -> Vec<Option<String>> {
     let mut taken = std::collections::BTreeSet::new();
-    load_rows
+    names
         .into_iter()
         .map(|name| {
             let slug = slug(name?);
-            let mut file = format!("load-{slug}.svg");
+            let mut name = file(&slug);
             let mut n = 2;
-            while !taken.insert(file.clone()) {
-                file = format!("load-{slug}-{n}.svg");
+            while !taken.insert(name.clone()) {
+                name = file(&format!("{slug}-{n}"));
                 n += 1;
             }
-            Some(file)
+            Some(name)
         })
         .collect()
 }
@@ -401,14 +479,17 @@ fn slug(name: &str) -> String {
     if slug.is_empty() { "target".to_owned() } else { slug.to_owned() }
 }
 
+/// Writes report.md, latency.svg, the timelines, report.json, each pipeline's files (into the
+/// directories returned, relative to `out`) and the memory sweep's.
 fn write_outputs(
     out: &Path,
     book: &PriceBook,
     calls_per_month: u64,
     rows: &[Row<'_>],
+    pipelines: &[(&str, pipeline::Measurement)],
     unmeasured: &[(&str, String)],
     swept: Option<(&str, &sweep::Sweep)>,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     std::fs::create_dir_all(out).map_err(Error::io(format!("creating {}", out.display())))?;
     let write = |name: &str, text: &str| {
         let path = out.join(name);
@@ -460,7 +541,14 @@ fn write_outputs(
             }
         }
     }
-    let mut markdown = markdown(book, calls_per_month, rows, &timelines, unmeasured, chart_written)?;
+    let dirs = pipeline_dirs(pipelines.iter().map(|(name, _)| *name));
+    for ((_, measured), dir) in pipelines.iter().zip(&dirs) {
+        measured.write(&out.join(dir))?;
+    }
+    let reports: Vec<(&str, &str, &pipeline::PipelineReport)> =
+        pipelines.iter().zip(&dirs).map(|((name, m), dir)| (*name, dir.as_str(), &m.report)).collect();
+    let mut markdown =
+        markdown(book, calls_per_month, rows, &timelines, &reports, unmeasured, chart_written)?;
     let memory_chart = match swept {
         Some((function, sweep)) => {
             let chart = sweep::write_chart_and_json(out, sweep)?;
@@ -497,24 +585,29 @@ fn write_outputs(
         println!("{}", out.join(file).display());
     }
     println!("{}", out.join("report.json").display());
+    for dir in &dirs {
+        println!("{}", out.join(dir).join("pipeline.md").display());
+    }
     if swept.is_some() {
         if memory_chart {
             println!("{}", out.join("memory.svg").display());
         }
         println!("{}", out.join("memory.json").display());
     }
-    Ok(())
+    Ok(dirs)
 }
 
 fn ms(value: f64) -> String {
     format!("{value:.2}")
 }
 
+/// report.md; `pipelines`: (name, directory of its files, report).
 fn markdown(
     book: &PriceBook,
     calls_per_month: u64,
     rows: &[Row<'_>],
     timelines: &[Option<String>],
+    pipelines: &[(&str, &str, &pipeline::PipelineReport)],
     unmeasured: &[(&str, String)],
     chart: bool,
 ) -> Result<String, Error> {
@@ -651,6 +744,9 @@ fn markdown(
             let _ = writeln!(md, "```text\n{report}\n```");
         }
     }
+    if !pipelines.is_empty() {
+        md.push_str(&pipeline_section(pipelines));
+    }
     let _ = writeln!(md, "\n## How each is priced\n");
     for row in rows {
         let _ = writeln!(
@@ -661,6 +757,28 @@ fn markdown(
     }
     let _ = writeln!(md, "\n{}", original_table()?);
     Ok(md)
+}
+
+/// The *Pipeline* section: each pipeline's report as `latency pipeline` writes it (its figures
+/// beside seed 003's, end to end and per hop), one heading down, its charts linked in its
+/// directory.
+fn pipeline_section(pipelines: &[(&str, &str, &pipeline::PipelineReport)]) -> String {
+    let mut md = String::from("\n## Pipeline\n\n");
+    md.push_str(
+        "Each `[[pipeline]]` of the targets file, measured as `latency pipeline` measures it: the load, \
+         then a wait until every accepted item is in the results table. Requests in and items through \
+         per second, the drain after the last request and the latencies end to end and per hop \
+         (nearest rank), beside seed 003's own figures.\n",
+    );
+    for (name, dir, report) in pipelines {
+        md.push('\n');
+        md.push_str(&report.section(&format!("{name}: {}", report.target()), 3, dir));
+        let _ = writeln!(
+            md,
+            "All of it: [pipeline.md]({dir}pipeline.md), [pipeline.json]({dir}pipeline.json), [items.csv]({dir}items.csv)."
+        );
+    }
+    md
 }
 
 /// The original's published results (seed 000, eu-west-2, 2021): label, cost architecture,
@@ -732,7 +850,7 @@ impl Stack {
 
 /// The local variants' targets (`.local/targets.toml`, written by `scripts/local up`), starting
 /// the stack first when it is not running.
-fn local_targets(debug_build: bool) -> Result<(Vec<Target>, Option<Stack>), Error> {
+fn local_targets(debug_build: bool) -> Result<(Targets, Option<Stack>), Error> {
     let root = local_state::workspace_root()?;
     let script = root.join("scripts/local");
     let path = local_state::local_state_dir(&root).join("targets.toml");

@@ -25,6 +25,28 @@
 //! # duration = "30s"                 # method, headers, body, bodies, expect, timeout
 //! ```
 //!
+//! A `[[pipeline]]` entry is measured as `latency pipeline` measures it (its load, the wait for
+//! every accepted item, the figures) and gets a section of its own in report.md:
+//!
+//! ```toml
+//! [[pipeline]]
+//! name = "pipeline, deployed"
+//! url = "https://abc.execute-api.eu-west-2.amazonaws.com/items"   # PipelineUrl
+//! results_table = "latency-pipeline-PipelineResultsTable-abc"
+//! items_table = "latency-pipeline-PipelineItemsTable-abc"
+//! failure_queue_url = "https://sqs.eu-west-2.amazonaws.com/123456789012/…"   # optional
+//! # endpoint, region: optional, as in .local/pipeline.toml
+//! drain_timeout = "60s"             # optional; poll = "250ms" too
+//! [pipeline.load]                   # optional [default: seed-003, 10 VUs for 60 s]
+//! vus = 10                          # the fields of a target's load table
+//! duration = "60s"
+//!
+//! [[pipeline]]
+//! name = "pipeline, local"
+//! local = true                      # .local/pipeline.toml, as `latency pipeline --local`
+//! load = { vus = 5, duration = "5s" }
+//! ```
+//!
 //! A target with a load profile is measured as `latency load` measures (its `count`,
 //! `concurrency`, `warmup` and `timeout_ms` would mean nothing, so setting them is an error); a
 //! `load` in `[defaults]` makes every target a load run unless it says `load = ""`.
@@ -227,16 +249,61 @@ struct File {
     defaults: Settings,
     #[serde(default, rename = "target")]
     targets: Vec<Entry>,
+    #[serde(default, rename = "pipeline")]
+    pipelines: Vec<PipelineEntry>,
+}
+
+/// A `[[pipeline]]` entry as written: where the pipeline is (its names, or `local = true`), and
+/// its load. `[defaults]` does not apply to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineEntry {
+    name: String,
+    #[serde(default)]
+    local: bool,
+    url: Option<String>,
+    results_table: Option<String>,
+    items_table: Option<String>,
+    failure_queue_url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    load: Option<LoadProfile>,
+    drain_timeout: Option<String>,
+    poll: Option<String>,
+}
+
+/// A pipeline to measure, validated when the file is read.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    /// Where it is; `None`: `local = true`, read from `.local/pipeline.toml` when measured.
+    pub setup: Option<crate::pipeline::Setup>,
+    /// The load (`latency pipeline`'s default item and preset filled in); its URL is the
+    /// setup's, or with `local = true` a stand-in until pipeline.toml gives the real one.
+    pub load: LoadInput,
+    pub options: crate::pipeline::Options,
+}
+
+/// The URL a `local = true` pipeline's load is checked with before pipeline.toml is read.
+const LOCAL_STAND_IN: &str = "http://127.0.0.1/items";
+
+/// What a targets file asks for.
+#[derive(Debug)]
+pub struct Targets {
+    pub targets: Vec<Target>,
+    pub pipelines: Vec<Pipeline>,
 }
 
 /// Parses a targets file; `origin` names it in errors. Each target's settings are completed
-/// from `[defaults]`. Names must be unique, URLs http(s), and every load profile valid for its
-/// target's URL — all checked before anything is measured.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, Error> {
+/// from `[defaults]`. Names must be unique, URLs http(s), every load profile valid for its
+/// target's URL, and every pipeline's names and load valid — all checked before anything is
+/// measured.
+pub fn parse(text: &str, origin: &str) -> Result<Targets, Error> {
     let file: File = toml::from_str(text).map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
-    if file.targets.is_empty() {
-        return Err(Error::Invalid(format!("{origin}: no [[target]] entries")));
+    if file.targets.is_empty() && file.pipelines.is_empty() {
+        return Err(Error::Invalid(format!("{origin}: no [[target]] or [[pipeline]] entries")));
     }
+    let pipelines = pipelines(file.pipelines, origin)?;
     let mut seen = std::collections::BTreeSet::new();
     let mut targets = Vec::with_capacity(file.targets.len());
     for entry in file.targets {
@@ -292,7 +359,97 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Target>, Error> {
             load,
         });
     }
-    Ok(targets)
+    Ok(Targets { targets, pipelines })
+}
+
+/// The keys that say where a pipeline is, which `local = true` takes from pipeline.toml.
+const PLACE_KEYS: [&str; 6] =
+    ["url", "results_table", "items_table", "failure_queue_url", "endpoint", "region"];
+
+fn pipelines(entries: Vec<PipelineEntry>, origin: &str) -> Result<Vec<Pipeline>, Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pipelines = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(Error::Invalid(format!("{origin}: a pipeline has an empty name")));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(Error::Invalid(format!("{origin}: pipeline {name:?} appears twice")));
+        }
+        let invalid = |what: String| Error::Invalid(format!("{origin}: pipeline {name:?}: {what}"));
+        let place = [
+            &entry.url,
+            &entry.results_table,
+            &entry.items_table,
+            &entry.failure_queue_url,
+            &entry.endpoint,
+            &entry.region,
+        ];
+        let given: Vec<&str> =
+            PLACE_KEYS.iter().zip(place).filter(|(_, v)| v.is_some()).map(|(k, _)| *k).collect();
+        let nonempty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let setup = if entry.local {
+            if !given.is_empty() {
+                return Err(invalid(format!(
+                    "local = true reads .local/pipeline.toml (written by scripts/local up); leave out {}",
+                    given.join(", ")
+                )));
+            }
+            None
+        } else {
+            let missing: Vec<&str> = [
+                ("url", &entry.url),
+                ("results_table", &entry.results_table),
+                ("items_table", &entry.items_table),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+            if !missing.is_empty() {
+                return Err(invalid(format!(
+                    "{} missing: name the deployed pipeline (its stack's outputs), or say local = true",
+                    missing.join(", ")
+                )));
+            }
+            let setup = crate::pipeline::Setup {
+                url: entry.url,
+                results_table: entry.results_table.unwrap_or_default(),
+                items_table: entry.items_table.unwrap_or_default(),
+                failure_queue_url: nonempty(entry.failure_queue_url),
+                endpoint: nonempty(entry.endpoint),
+                region: nonempty(entry.region),
+            };
+            setup.check().map_err(|e| invalid(e.to_string()))?;
+            Some(setup)
+        };
+        let profile = entry.load.unwrap_or_default();
+        let url = setup.as_ref().and_then(|s| s.url.as_deref()).unwrap_or(LOCAL_STAND_IN);
+        let load = crate::pipeline::item_load(profile.input(url));
+        load.clone().validate().map_err(|err| match err {
+            probe::ProbeError::Invalid { field, reason } if field == "ids" => {
+                invalid(format!("load.body: {reason} (the report traces each item by its id)"))
+            }
+            probe::ProbeError::Invalid { field, reason } => {
+                invalid(format!("{}: {reason}", profile.key(&field)))
+            }
+            other => Error::Probe(other),
+        })?;
+        let mut options = crate::pipeline::Options::default();
+        for (key, text, into) in [
+            ("drain_timeout", &entry.drain_timeout, &mut options.drain_timeout),
+            ("poll", &entry.poll, &mut options.poll),
+        ] {
+            if let Some(text) = text {
+                *into = probe::load::parse_duration(text).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    invalid(format!("{key}: {text:?} is not a duration like 60s, 1m30s or 250ms"))
+                })?;
+            }
+        }
+        pipelines.push(Pipeline { name, setup, load, options });
+    }
+    Ok(pipelines)
 }
 
 fn merge(own: Settings, defaults: &Settings) -> Settings {
@@ -334,7 +491,8 @@ mod tests {
             "#,
             "t.toml",
         )
-        .expect("valid");
+        .expect("valid")
+        .targets;
         assert_eq!(targets[0].settings.count, Some(500));
         assert_eq!(targets[0].settings.via_lambda.as_deref(), Some("probe"));
         assert_eq!(targets[1].settings.count, Some(10));
@@ -344,7 +502,7 @@ mod tests {
     #[test]
     fn bad_targets_files_say_what_is_wrong() {
         let cases = [
-            ("", "no [[target]]"),
+            ("", "no [[target]] or [[pipeline]] entries"),
             ("[[target]]\nname='a'\nurl='ftp://x'\narchitecture='ec2'", "not http(s)"),
             (
                 "[[target]]\nname='a'\nurl='http://x'\narchitecture='ec2'\n[[target]]\nname='a'\nurl='http://y'\narchitecture='ec2'",
@@ -362,7 +520,7 @@ mod tests {
     fn one(extra: &str) -> Result<Target, Error> {
         let text =
             format!("[[target]]\nname = 'pipeline'\nurl = 'http://x/items'\narchitecture = 'ec2'\n{extra}");
-        parse(&text, "t.toml").map(|mut targets| targets.remove(0))
+        parse(&text, "t.toml").map(|mut file| file.targets.remove(0))
     }
 
     #[test]
@@ -415,7 +573,8 @@ mod tests {
             "#,
             "t.toml",
         )
-        .expect("valid");
+        .expect("valid")
+        .targets;
         assert_eq!(targets[0].load.as_ref().and_then(|l| l.input.vus), Some(4));
         let own = targets[1].load.as_ref().expect("a load run");
         assert_eq!((own.input.vus, own.input.duration.as_deref()), (None, None), "replaced, not merged");
@@ -474,7 +633,8 @@ mod example {
     #[test]
     fn the_shipped_example_targets_file_parses_and_prices() {
         let targets = super::parse(include_str!("../targets.example.toml"), "targets.example.toml")
-            .expect("the example parses");
+            .expect("the example parses")
+            .targets;
         assert!(targets.len() >= 4);
         for target in targets {
             cost::profile(&target.architecture).expect("a known architecture");
@@ -492,7 +652,7 @@ mod example {
         let table: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("load = ")).collect();
         for (form, preset) in [(shorthand, "seed-003"), (table, "items")] {
             let text = format!("{probed}{}", form.join("\n"));
-            let targets = super::parse(&text, "example").unwrap_or_else(|e| panic!("{text}\n{e}"));
+            let targets = super::parse(&text, "example").unwrap_or_else(|e| panic!("{text}\n{e}")).targets;
             let load = targets.last().and_then(|t| t.load.as_ref()).expect("a load target");
             assert_eq!(load.input.preset.as_deref(), Some(preset));
         }

@@ -10,20 +10,20 @@ use crate::error::Error;
 
 /// What the driver needs to know about the deployment.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Setup {
+pub struct Setup {
     /// Where to POST the items (the stack's PipelineUrl, or the local Function URL); `None` only
     /// with `--ids-from` (no load of ours).
-    pub(super) url: Option<String>,
+    pub url: Option<String>,
     /// The results table the downstream function writes (PipelineResultsTableName).
-    pub(super) results_table: String,
+    pub results_table: String,
     /// The items table the midstream function writes (PipelineItemsTableName).
-    pub(super) items_table: String,
+    pub items_table: String,
     /// The on-failure destination of both event source mappings (PipelineFailureQueueUrl).
-    pub(super) failure_queue_url: Option<String>,
+    pub failure_queue_url: Option<String>,
     /// The AWS endpoint override (the emulator), if any.
-    pub(super) endpoint: Option<String>,
+    pub endpoint: Option<String>,
     /// The region, if it is not the environment's.
-    pub(super) region: Option<String>,
+    pub region: Option<String>,
 }
 
 /// `.local/pipeline.toml`. Other keys are ignored, so the writer can add some without breaking
@@ -70,7 +70,7 @@ fn parse_local(text: &str, origin: &str) -> Result<Setup, Error> {
 
 impl Setup {
     /// The URLs are URLs and the table names are not empty.
-    pub(super) fn check(&self) -> Result<(), Error> {
+    pub fn check(&self) -> Result<(), Error> {
         let http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
         if let Some(url) = &self.url
             && !http(url)

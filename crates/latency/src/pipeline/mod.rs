@@ -55,9 +55,9 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use config::Setup;
+pub use config::Setup;
 use source::{ResultsSource, Row};
-use summary::PipelineReport;
+pub use summary::PipelineReport;
 use wait::{Stuck, wait_for};
 
 use crate::error::Error;
@@ -140,10 +140,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 pub async fn run(args: Args) -> Result<(), Error> {
     let setup = match args.local {
-        true => {
-            let root = crate::local_state::workspace_root()?;
-            config::load_local(&crate::local_state::local_state_dir(&root).join("pipeline.toml"))?
-        }
+        true => local_setup()?,
         false => Setup {
             url: args.url.clone(),
             results_table: args.results_table.clone().unwrap_or_default(),
@@ -163,7 +160,68 @@ pub async fn run(args: Args) -> Result<(), Error> {
             Plan::Load(Box::new(load_input(&args.shape, url)?.validate().map_err(spec_error)?))
         }
     };
+    let options = Options {
+        drain_timeout: args.drain_timeout,
+        poll: args.poll,
+        show: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let measured = measure(&setup, plan, &options).await?;
+    measured.write(&args.out)?;
+    let report = &measured.report;
+    if args.json {
+        println!("{}", to_json(report)?);
+    } else {
+        print!("{}", report.markdown());
+    }
+    match &report.stuck {
+        None => Ok(()),
+        Some(stuck) => Err(Error::Unfinished(format!(
+            "{}\nThe report of those that came through is in {}.",
+            stuck.describe(),
+            args.out.display()
+        ))),
+    }
+}
 
+/// `.local/pipeline.toml` (in `$LOCAL_STACK_STATE` when set), as `--local` reads it.
+pub fn local_setup() -> Result<Setup, Error> {
+    let root = crate::local_state::workspace_root()?;
+    config::load_local(&crate::local_state::local_state_dir(&root).join("pipeline.toml"))
+}
+
+/// How long to wait for the items, how often to look, and whether to show progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub drain_timeout: Duration,
+    pub poll: Duration,
+    pub show: bool,
+}
+
+impl Default for Options {
+    /// The flags' defaults: 60 s, every 250 ms, no progress line.
+    fn default() -> Self {
+        Options { drain_timeout: Duration::from_secs(60), poll: Duration::from_millis(250), show: false }
+    }
+}
+
+/// A measured run: its report and the rows read back (for items.csv and the charts).
+pub struct Measurement {
+    pub report: PipelineReport,
+    rows: Vec<Row>,
+}
+
+impl Measurement {
+    /// pipeline.md, pipeline.json, timeline.svg, cdf.svg and items.csv in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+        write_out(dir, &self.report, &self.rows)
+    }
+}
+
+/// One measurement of the pipeline at `setup` (already checked): steps 1–4 of the module docs —
+/// the load (or another tool's ids), the wait, the figures. Items that did not come through are
+/// in the report (`stuck`), not an error: the caller decides. An error: a wrong table or queue
+/// (before any request), or no request accepted.
+pub async fn measure(setup: &Setup, plan: Plan, options: &Options) -> Result<Measurement, Error> {
     let mut aws = aws_setup::Aws::new(aws_setup::TrustRoots::Platform);
     if let Some(endpoint) = &setup.endpoint {
         aws = aws.with_endpoint(endpoint);
@@ -182,10 +240,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
     source.results(&["latency-pipeline-check".to_owned()]).await?;
     let queue_before = source.failure_queue().await?;
 
-    let show = !args.quiet && std::io::stderr().is_terminal();
+    let show = options.show;
     let wait_words = format!(
         "waiting up to {} for every accepted item in {}",
-        probe::load::format_duration(args.drain_timeout),
+        probe::load::format_duration(options.drain_timeout),
         source.describe()
     );
     let (ids, load, ids_from) = match plan {
@@ -216,13 +274,14 @@ pub async fn run(args: Args) -> Result<(), Error> {
             std::future::pending::<()>().await;
         }
     };
-    let waited = wait_for(&source, &ids, waiting + args.drain_timeout, args.poll, stop, |found, total| {
-        if show {
-            let _ = write!(stderr, "\r\x1b[2Kwaiting: {found} of {total} items through");
-            let _ = stderr.flush();
-        }
-    })
-    .await?;
+    let waited =
+        wait_for(&source, &ids, waiting + options.drain_timeout, options.poll, stop, |found, total| {
+            if show {
+                let _ = write!(stderr, "\r\x1b[2Kwaiting: {found} of {total} items through");
+                let _ = stderr.flush();
+            }
+        })
+        .await?;
     if show {
         let _ = write!(stderr, "\r\x1b[2K");
     }
@@ -253,24 +312,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
         seed_label: seed::LABEL,
         load,
     };
-    write_out(&args.out, &report, &waited.rows)?;
-    if args.json {
-        println!("{}", to_json(&report)?);
-    } else {
-        print!("{}", report.markdown());
-    }
-    match &report.stuck {
-        None => Ok(()),
-        Some(stuck) => Err(Error::Unfinished(format!(
-            "{}\nThe report of those that came through is in {}.",
-            stuck.describe(),
-            args.out.display()
-        ))),
-    }
+    Ok(Measurement { report, rows: waited.rows })
 }
 
 /// What a run sends: a load of ours, or nothing — the ids of what another tool sent.
-enum Plan {
+pub enum Plan {
     Load(Box<probe::load::LoadSpec>),
     External { ids: Vec<String>, file: String },
 }
@@ -322,13 +368,19 @@ impl Sent {
 /// The load input of these flags: the seed-003 preset unless another is named, and its item
 /// with the send time in ms unless a body is given. Asks the load for the accepted ids.
 fn load_input(shape: &Shape, url: &str) -> Result<probe::load::LoadInput, Error> {
-    let mut input = shape.input(url, true)?;
+    Ok(item_load(shape.input(url, true)?))
+}
+
+/// A load input made the pipeline's: the seed-003 preset unless another is named, its item with
+/// the send time in ms unless a body is given, and the accepted ids kept.
+pub fn item_load(mut input: probe::load::LoadInput) -> probe::load::LoadInput {
+    input.ids = true;
     let preset = input.preset.get_or_insert_with(|| "seed-003".to_owned());
     let seeds_item = matches!(preset.as_str(), "seed-003" | "items");
     if seeds_item && input.body.is_none() && input.bodies.is_none() {
         input.body = Some(ITEM_MS.to_owned());
     }
-    Ok(input)
+    input
 }
 
 /// A load spec error as the flag it is about; the ids are always asked for here, so a body

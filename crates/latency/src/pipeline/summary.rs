@@ -70,9 +70,17 @@ impl PipelineReport {
     /// `pipeline.md`: the figures beside the seed's, the latency table, the charts and what did
     /// not come through.
     pub fn markdown(&self) -> String {
+        self.section(&format!("Pipeline: {}", self.target()), 1, "")
+    }
+
+    /// [`markdown`](Self::markdown) as a section of another document: `title` at heading `level`
+    /// (its subsections one below), the charts linked at `files` + their name (`files` is the
+    /// directory the report's files are in, relative to the document, ending in `/`; or empty).
+    pub fn section(&self, title: &str, level: usize, files: &str) -> String {
         let mut md = String::new();
         let started = crate::time::utc(self.started_at_ms / 1000);
-        let _ = writeln!(md, "# Pipeline: {}\n", self.target());
+        let sub = "#".repeat(level + 1);
+        let _ = writeln!(md, "{} {title}\n", "#".repeat(level));
         let flow = &self.flow;
         let through = if self.complete {
             format!("all {} accepted items came through", self.accepted)
@@ -150,7 +158,7 @@ impl PipelineReport {
             );
         }
 
-        let _ = writeln!(md, "## Latency (ms, nearest rank)\n");
+        let _ = writeln!(md, "{sub} Latency (ms, nearest rank)\n");
         let _ = writeln!(md, "| latency | spans | count | mean | p50 | p90 | p95 | p99 | max |");
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         let mut notes: Vec<&str> = Vec::new();
@@ -183,10 +191,10 @@ impl PipelineReport {
             "End to end runs from the client's clock (the item's `timestamp`) to the downstream \
              function's; server and the hops use the functions' and Kinesis' clocks only.\n"
         );
-        let _ = writeln!(md, "![End-to-end latency against send time](timeline.svg)\n");
-        let _ = writeln!(md, "![Latency CDF](cdf.svg)\n");
+        let _ = writeln!(md, "![End-to-end latency against send time]({files}timeline.svg)\n");
+        let _ = writeln!(md, "![Latency CDF]({files}cdf.svg)\n");
         if let Some(stuck) = &self.stuck {
-            let _ = writeln!(md, "## Not through\n\n```\n{}\n```\n", stuck.describe());
+            let _ = writeln!(md, "{sub} Not through\n\n```\n{}\n```\n", stuck.describe());
         }
         md
     }
