@@ -902,4 +902,63 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn each_pipeline_gets_its_own_directory_even_when_two_names_make_one_slug() {
+        assert_eq!(
+            pipeline_dirs(["Local chain", "local-chain", "AWS"]),
+            ["pipeline/local-chain/", "pipeline/local-chain-2/", "pipeline/aws/"]
+        );
+    }
+
+    fn report_md(pipelines: &[(&str, &str, &pipeline::PipelineReport)]) -> String {
+        let book = cost::book("eu-west-2", None).expect("prices");
+        markdown(book, 1_000_000, &[], &[], pipelines, &[], false).expect("markdown")
+    }
+
+    #[test]
+    fn report_md_has_a_pipeline_section_with_the_flow_the_latencies_beside_the_seeds_and_the_charts() {
+        let report = pipeline::PipelineReport::fabricated(false);
+        let md = report_md(&[("local chain", "pipeline/local-chain/", &report)]);
+        let section = &md[md.find("\n## Pipeline\n").expect("the section")..];
+        let section = &section[..section.find("\n## How each is priced").expect("before the pricing")];
+        for expected in [
+            "### local chain: http://x/items\n",
+            "10 requests sent, 10 accepted (status 200), 0 failed; all 10 accepted items came through",
+            "| | this run | the original, on its emulator |",
+            "| requests in per second | 5.0 | 28 |",
+            "| items through per second |",
+            "| end-to-end p99 | 0.100 s | 58.5 s |",
+            "| end-to-end max | 0.100 s | 59 s |",
+            "| drain after the last request |",
+            "#### Latency (ms, nearest rank)",
+            "| EndToEnd | client send → downstream | 10 | 100.00 | 100.00 |",
+            "| UpstreamToKinesis | upstream receive → Kinesis arrival | 10 | 10.00 | 10.00 |",
+            "| KinesisToMidstream |",
+            "| MidstreamToDownstream |",
+            "![End-to-end latency against send time](pipeline/local-chain/timeline.svg)",
+            "![Latency CDF](pipeline/local-chain/cdf.svg)",
+            "[pipeline.json](pipeline/local-chain/pipeline.json)",
+        ] {
+            assert!(section.contains(expected), "{expected:?} not in:\n{section}");
+        }
+        assert!(!section.contains("Not through"), "{section}");
+        assert!(!md.contains("\n# Pipeline"), "no top-level heading of its own: {md}");
+    }
+
+    #[test]
+    fn a_pipeline_whose_items_did_not_all_come_through_says_where_they_are_stuck_in_report_md() {
+        let report = pipeline::PipelineReport::fabricated(true);
+        let md = report_md(&[("aws", "pipeline/aws/", &report)]);
+        for expected in [
+            "8 of 10 accepted items came through",
+            "#### Not through",
+            "2 accepted items did not come through:",
+            "1 in the items table but not in the results table: stuck between midstream and downstream",
+            "1 not in the items table: stuck between upstream and midstream",
+        ] {
+            assert!(md.contains(expected), "{expected:?} not in:\n{md}");
+        }
+        assert!(!report_md(&[]).contains("## Pipeline"), "no pipeline, no section");
+    }
 }

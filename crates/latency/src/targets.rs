@@ -629,6 +629,102 @@ mod tests {
 }
 
 #[cfg(test)]
+mod pipelines {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pipelines(text: &str) -> Result<Vec<Pipeline>, Error> {
+        parse(text, "t.toml").map(|file| file.pipelines)
+    }
+
+    #[test]
+    fn a_pipeline_is_named_by_its_url_and_tables_or_local_and_loads_the_seeds_run_by_default() {
+        let file = parse(
+            r#"
+            [[target]]
+            name = "a"
+            url = "http://a/hits"
+            architecture = "ec2"
+            [[pipeline]]
+            name = "deployed"
+            url = "https://abc.execute-api.eu-west-2.amazonaws.com/items"
+            results_table = "results"
+            items_table = "items"
+            failure_queue_url = "https://sqs.eu-west-2.amazonaws.com/123456789012/failures"
+            region = "eu-west-1"
+            endpoint = ""
+            drain_timeout = "2m"
+            poll = "100ms"
+            [[pipeline]]
+            name = "local"
+            local = true
+            [pipeline.load]
+            vus = 5
+            duration = "5s"
+            "#,
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(file.targets.len(), 1);
+        let [deployed, local] = &file.pipelines[..] else { panic!("two pipelines") };
+        let setup = deployed.setup.as_ref().expect("named");
+        assert_eq!(setup.url.as_deref(), Some("https://abc.execute-api.eu-west-2.amazonaws.com/items"));
+        assert_eq!((setup.results_table.as_str(), setup.items_table.as_str()), ("results", "items"));
+        assert_eq!((setup.region.as_deref(), setup.endpoint.as_deref()), (Some("eu-west-1"), None));
+        assert_eq!(
+            (deployed.options.drain_timeout, deployed.options.poll),
+            (Duration::from_secs(120), Duration::from_millis(100))
+        );
+        // The default load: the seed's 10 VUs × 60 s, its item stamped in ms, the ids kept.
+        let spec = deployed.load.clone().validate().expect("valid");
+        assert_eq!(probe::load::scenario(&spec), "closed loop, 10 VUs for 1m");
+        assert!(deployed.load.ids && deployed.load.body.as_deref().is_some_and(|b| b.contains("{{now_ms}}")));
+        assert!(local.setup.is_none(), "local = true: pipeline.toml, read when measured");
+        assert_eq!((local.load.vus, local.load.duration.as_deref()), (Some(5), Some("5s")));
+        assert_eq!(local.options.drain_timeout, Duration::from_secs(60));
+        // Pipelines alone are a targets file too; an open loop is a rate.
+        let open =
+            pipelines("[[pipeline]]\nname = 'p'\nlocal = true\nload = { rate = 50, duration = '10s' }")
+                .expect("valid");
+        assert_eq!(open[0].load.rate, Some(50.0));
+    }
+
+    #[test]
+    fn a_bad_pipeline_table_names_the_pipeline_and_what_is_wrong() {
+        let named = "url = 'http://x/items'\nresults_table = 'r'\nitems_table = 'i'";
+        let ftp = format!("name = 'p'\n{}", named.replace("http://x", "ftp://x"));
+        let queue = format!("name = 'p'\n{named}\nfailure_queue_url = 'failures'");
+        let blank = format!("name = 'p'\n{}", named.replace("'r'", "' '"));
+        let cases = [
+            ("name = 'p'", "pipeline \"p\": url, results_table, items_table missing: name the deployed pipeline (its stack's outputs), or say local = true".to_owned()),
+            ("name = 'p'\nurl = 'http://x/items'\nitems_table = 'i'", "pipeline \"p\": results_table missing".to_owned()),
+            ("name = 'p'\nlocal = true\nurl = 'http://x/items'\nregion = 'eu-west-1'", "pipeline \"p\": local = true reads .local/pipeline.toml (written by scripts/local up); leave out url, region".to_owned()),
+            (ftp.as_str(), "pipeline \"p\": url \"ftp://x/items\" is not an http(s) URL".to_owned()),
+            (queue.as_str(), "pipeline \"p\": failure queue \"failures\" is not an SQS queue URL".to_owned()),
+            (blank.as_str(), "pipeline \"p\": the results table has no name".to_owned()),
+            ("name = ' '\nlocal = true", "a pipeline has an empty name".to_owned()),
+            ("name = 'p'\nlocal = true\ndrain_timeout = 'soon'", "pipeline \"p\": drain_timeout: \"soon\" is not a duration".to_owned()),
+            ("name = 'p'\nlocal = true\npoll = '0s'", "pipeline \"p\": poll: \"0s\" is not a duration".to_owned()),
+            ("name = 'p'\nlocal = true\nload = { vus = 0 }", "pipeline \"p\": load.vus: must be from 1 to".to_owned()),
+            ("name = 'p'\nlocal = true\nload = { rate = 5, vus = 2 }", "pipeline \"p\": load.rate: give vus".to_owned()),
+            ("name = 'p'\nlocal = true\nload = 'seed-004'", "pipeline \"p\": load: unknown preset \"seed-004\"".to_owned()),
+            ("name = 'p'\nlocal = true\nload = { body = '{}' }", "pipeline \"p\": load.body: the requests carry no {{id}}".to_owned()),
+            ("name = 'p'\nlocal = true\nvus = 5", "unknown field `vus`".to_owned()),
+            ("name = 'p'\nlocal = 'yes'", "invalid type".to_owned()),
+            ("local = true", "missing field `name`".to_owned()),
+        ];
+        for (entry, expected) in cases {
+            let text = format!("[[pipeline]]\n{entry}");
+            let err = pipelines(&text).expect_err(entry).to_string();
+            assert!(err.starts_with("t.toml: ") && err.contains(&expected), "{entry:?} → {err}");
+        }
+        let twice = "[[pipeline]]\nname = 'p'\nlocal = true\n[[pipeline]]\nname = 'p'\nlocal = true";
+        assert!(pipelines(twice).expect_err("twice").to_string().contains("pipeline \"p\" appears twice"));
+    }
+}
+
+#[cfg(test)]
 mod example {
     #[test]
     fn the_shipped_example_targets_file_parses_and_prices() {

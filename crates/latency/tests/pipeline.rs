@@ -117,6 +117,11 @@ impl Fixture {
     /// `latency pipeline` with these flags, moto as AWS (unless `aws` is false: then only what
     /// pipeline.toml says), from a blocking thread while the target serves.
     async fn run(&self, args: &[&str], local_state: Option<&Path>, aws: bool) -> Output {
+        self.latency("pipeline", args, local_state, aws).await
+    }
+
+    /// `latency COMMAND` with these flags, as [`run`](Self::run) runs `latency pipeline`.
+    async fn latency(&self, command: &str, args: &[&str], local_state: Option<&Path>, aws: bool) -> Output {
         let mut env: Vec<(String, String)> = Vec::new();
         if aws {
             env.push(("AWS_ENDPOINT_URL".into(), self.endpoint.clone()));
@@ -125,7 +130,7 @@ impl Fixture {
         if let Some(dir) = local_state {
             env.push(("LOCAL_STACK_STATE".into(), dir.display().to_string()));
         }
-        let mut all = vec!["pipeline".to_owned()];
+        let mut all = vec![command.to_owned()];
         all.extend(args.iter().map(|a| (*a).to_owned()));
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -432,4 +437,105 @@ async fn ids_from_a_file_names_each_missing_item_with_where_it_is_stuck_and_fail
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_measures_a_pipeline_its_targets_name_and_writes_its_section_and_files() {
+    let Some(fx) = fixture(Fate::AllThrough).await else { return };
+    let (hits, _) = common::hits_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // local = true: the pipeline from pipeline.toml, as `latency pipeline --local` reads it.
+    let toml = format!(
+        "url = {:?}\nresults_table = {:?}\nitems_table = {:?}\nfailure_queue_url = {:?}\nendpoint = {:?}\nregion = {:?}\n",
+        fx.url(),
+        fx.chain.results,
+        fx.chain.items,
+        fx.queue,
+        fx.endpoint,
+        fx.region
+    );
+    std::fs::write(dir.path().join("pipeline.toml"), toml).expect("writes");
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[target]]\nname = 'hits'\nurl = 'http://{hits}/hits'\narchitecture = 'ec2'\ncount = 5\n\n\
+             [[pipeline]]\nname = 'Local chain'\nlocal = true\npoll = '20ms'\nload = {{ vus = 2, iterations = 30 }}\n"
+        ),
+    )
+    .expect("writes");
+    let out = dir.path().join("report");
+    let args = ["--targets", targets.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let output = fx.latency("report", &args, Some(dir.path()), false).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.chain.posts.load(Ordering::SeqCst), 30);
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("| hits | this machine | probe | 5 |"), "{md}");
+    for expected in [
+        "## Pipeline\n".to_owned(),
+        format!("### Local chain: {}\n", fx.url()),
+        "30 requests sent, 30 accepted (status 200), 0 failed; all 30 accepted items came through".into(),
+        "| requests in per second |".into(),
+        "| end-to-end p99 |".into(),
+        "| drain after the last request |".into(),
+        "| EndToEnd |".into(),
+        "| KinesisToMidstream |".into(),
+        "![Latency CDF](pipeline/local-chain/cdf.svg)".into(),
+    ] {
+        assert!(md.contains(&expected), "{expected:?} not in:\n{md}");
+    }
+    let files = out.join("pipeline/local-chain");
+    let report = read_json(&files.join("pipeline.json"));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["complete"].as_bool(), report["flow"]["items_through"].as_u64()),
+        (Some(30), Some(true), Some(30))
+    );
+    for chart in ["timeline.svg", "cdf.svg"] {
+        assert!(std::fs::read_to_string(files.join(chart)).expect(chart).starts_with("<svg"), "{chart}");
+    }
+    assert!(std::fs::read_to_string(files.join("pipeline.md")).expect("md").starts_with("# Pipeline: "));
+    assert_eq!(std::fs::read_to_string(files.join("items.csv")).expect("csv").lines().count(), 31);
+    assert!(stdout(&output).contains("pipeline/local-chain/pipeline.md"), "{}", stdout(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_names_a_pipelines_stuck_items_in_its_section_and_fails() {
+    let Some(fx) = fixture(Fate::SomeStuck).await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[[pipeline]]\nname = 'stuck'\nurl = {:?}\nresults_table = {:?}\nitems_table = {:?}\n\
+             failure_queue_url = {:?}\ndrain_timeout = '1s'\npoll = '100ms'\n[pipeline.load]\nvus = 1\niterations = 20\n",
+            fx.url(),
+            fx.chain.results,
+            fx.chain.items,
+            fx.queue
+        ),
+    )
+    .expect("writes");
+    let out = dir.path().join("report");
+    let args = ["--targets", targets.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let output = fx.latency("report", &args, None, true).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    for expected in [
+        "pipeline stuck: 4 accepted items did not come through",
+        "2 not in the items table: stuck between upstream and midstream",
+        "Its report is in",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md, written all the same");
+    for expected in [
+        "### stuck: ",
+        "16 of 20 accepted items came through",
+        "#### Not through",
+        "2 in the items table but not in the results table: stuck between midstream and downstream",
+    ] {
+        assert!(md.contains(expected), "{expected:?} not in:\n{md}");
+    }
+    let report = read_json(&out.join("pipeline/stuck/pipeline.json"));
+    assert_eq!(report["complete"].as_bool(), Some(false));
 }

@@ -201,6 +201,57 @@ impl PipelineReport {
 }
 
 #[cfg(test)]
+impl PipelineReport {
+    /// A fabricated run of ours: 10 items sent to `http://x/items` over 2 s, each 100 ms client →
+    /// downstream in 5 hops; with `stuck`, the last two never came through.
+    pub fn fabricated(stuck: bool) -> PipelineReport {
+        use super::source::Row;
+        use super::stats;
+        let start = 1_796_525_120_000.0;
+        let through = if stuck { 8 } else { 10 };
+        let rows: Vec<Row> = (0..through)
+            .map(|i| {
+                let t = start + 200.0 * f64::from(i);
+                Row {
+                    id: format!("run-{i}"),
+                    client_ms: Some(t),
+                    upstream_ms: Some(t + 10.0),
+                    kinesis_ms: Some(t + 20.0),
+                    midstream_ms: Some(t + 50.0),
+                    stream_ms: None,
+                    downstream_ms: Some(t + 100.0),
+                }
+            })
+            .collect();
+        let missing = stuck.then(|| Stuck {
+            between_midstream_and_downstream: vec!["run-8".into()],
+            between_upstream_and_midstream: vec!["run-9".into()],
+            ..Stuck::default()
+        });
+        PipelineReport {
+            url: Some("http://x/items".into()),
+            scenario: "closed loop, 5 VUs for 2s".into(),
+            run_id: Some("run".into()),
+            started_at_ms: start as u64,
+            sent_s: 2.0,
+            ids_from: None,
+            read_from: "results table r, items table i".into(),
+            requests: Some(10),
+            accepted: 10,
+            failed: Some(0),
+            flow: stats::flow(&rows, 10, 10, start as u64, 2.0),
+            latencies: stats::latencies(&rows),
+            waited_s: 0.5,
+            complete: !stuck,
+            stuck: missing,
+            seed: SEED,
+            seed_label: LABEL,
+            load: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::stats;
