@@ -24,7 +24,8 @@ use crate::{load_cmd, local_state, pipeline, sweep};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Targets file (TOML: [[target]] name, url, architecture, optionally a `load` profile; see
+    /// Targets file (TOML: [[target]] name, url, architecture, optionally a `load` profile; and
+    /// [[pipeline]] entries, each measured as `latency pipeline` does; see
     /// crates/latency/targets.example.toml).
     #[arg(
         long,
@@ -35,14 +36,14 @@ pub struct Args {
     )]
     targets: Option<PathBuf>,
     /// Probe every local variant (`scripts/local up`: the Lambda emulator on DynamoDB and S3,
-    /// hits-server on the memory and file stores), starting the local stack if it is not up and
+    /// hits-server on the memory and file stores) and measure the local pipeline, starting the local stack if it is not up and
     /// stopping it again afterwards.
     #[arg(long)]
     local: bool,
     /// With --local: build the local stack in debug mode (faster to build, slower to answer).
     #[arg(long, requires = "local")]
     debug_build: bool,
-    /// Directory for report.md, latency.svg and report.json.
+    /// Directory for report.md, latency.svg and report.json (and pipeline/<name>/).
     #[arg(long, short = 'o', default_value = "report")]
     out: PathBuf,
     /// Overrides every probed target's settings (a target with a load profile keeps its own).

@@ -738,6 +738,20 @@ mod example {
     }
 
     #[test]
+    fn the_example_pipeline_parses_once_uncommented() {
+        let example = include_str!("../targets.example.toml");
+        let start = example.find("# [[pipeline]]\n").expect("the pipeline example");
+        let block: Vec<&str> = example[start..]
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect();
+        let file = super::parse(&block.join("\n"), "example").unwrap_or_else(|e| panic!("{block:?}\n{e}"));
+        let setup = file.pipelines[0].setup.as_ref().expect("named by its outputs");
+        assert!(setup.failure_queue_url.is_some() && file.targets.is_empty());
+    }
+
+    #[test]
     fn the_example_load_target_parses_in_either_form_once_uncommented() {
         let example = include_str!("../targets.example.toml");
         let start = example.find("# [[target]]\n# name = \"pipeline").expect("the load example");
