@@ -25,6 +25,9 @@
 //! (the accepted items per second between the first and last upstream stamp) and the drain
 //! measured from the last upstream stamp.
 //!
+//! `latency report` runs the same measurement ([`measure`]) for each `[[pipeline]]` of its
+//! targets file, and writes the same files ([`Measurement::write`]) under its own out dir.
+//!
 //! # `--local`: `.local/pipeline.toml`
 //! `scripts/local up` writes it (in `$LOCAL_STACK_STATE` when set, else `<checkout>/.local`);
 //! `--local` reads it instead of `--url`, `--results-table`, `--items-table` and
