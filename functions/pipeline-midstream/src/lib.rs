@@ -3,7 +3,9 @@
 //! out.
 //!
 //! Per record: the data decoded ([`pipeline::record`]); `kinesis_ms` = the record's
-//! `approximateArrivalTimestamp`; `midstream_ms` = when the batch arrived (this host's clock);
+//! `approximateArrivalTimestamp`, read from the event's JSON number itself ([`Batch`]: the
+//! `aws_lambda_events` decoding of it is wrong unless it has exactly three decimals);
+//! `midstream_ms` = when the batch arrived (this host's clock);
 //! one conditional `PutItem` (`attribute_not_exists(id)`) of the row ([`pipeline::stamps::Row::item`]).
 //! The records of a batch are written concurrently, [`pipeline::MAX_IN_FLIGHT`] at a time; after a
 //! table failure the records not yet started are reported without a call ([`pipeline::batch`]).
@@ -21,6 +23,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
 use pipeline::stamps::{self, ItemRow, Row};
 use pipeline::{Error, Put, SharedTable, record};
+use serde_json::Value;
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +36,61 @@ pub enum Outcome {
     Failed(Error),
 }
 
+/// A Kinesis batch as the function takes it: the event, and each record's arrival time in
+/// epoch milliseconds as the event's JSON has it.
+///
+/// `aws_lambda_events` (1.2) decodes `approximateArrivalTimestamp` by taking the digits after
+/// the decimal point as milliseconds whatever their number: `1796529069.51` (a JSON number,
+/// which drops trailing zeros: 510 ms) becomes 51 ms, `.5` becomes 5 ms. One arrival in ten
+/// (those on a multiple of 10 ms) was stamped up to 0.9 s early, which showed as a slow
+/// Kinesis → midstream hop. So the arrivals are read from the JSON here.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub event: KinesisEvent,
+    /// Per record, in order; `None`: not a number (the record is poison).
+    pub arrivals_ms: Vec<Option<i64>>,
+}
+
+impl From<KinesisEvent> for Batch {
+    /// An event built in code: its arrival times as they are.
+    fn from(event: KinesisEvent) -> Batch {
+        let arrivals_ms = event
+            .records
+            .iter()
+            .map(|r| Some(r.kinesis.approximate_arrival_timestamp.timestamp_millis()))
+            .collect();
+        Batch { event, arrivals_ms }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Batch, D::Error> {
+        let raw = Value::deserialize(deserializer)?;
+        let arrivals_ms = raw
+            .get("Records")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|r| arrival_ms(&r["kinesis"]["approximateArrivalTimestamp"]))
+            .collect();
+        let event = serde_json::from_value(raw).map_err(serde::de::Error::custom)?;
+        Ok(Batch { event, arrivals_ms })
+    }
+}
+
+/// Epoch seconds (a number, or a string of one, as Lambda's events may carry) → milliseconds.
+fn arrival_ms(seconds: &Value) -> Option<i64> {
+    let seconds = match seconds {
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        other => other.as_f64()?,
+    };
+    seconds.is_finite().then(|| (seconds * 1000.0).round() as i64)
+}
+
 /// The row a record makes, or why it is poison.
-fn row_of(record: &KinesisEventRecord, midstream_ms: u64) -> Result<Row, Error> {
+fn row_of(record: &KinesisEventRecord, arrival_ms: Option<i64>, midstream_ms: u64) -> Result<Row, Error> {
     let decoded = record::decode(&record.kinesis.data.0)?;
-    let kinesis_ms = record.kinesis.approximate_arrival_timestamp.timestamp_millis();
+    let kinesis_ms = arrival_ms.ok_or_else(|| Error::Poison("no arrival time".into()))?;
     let kinesis_ms =
         u64::try_from(kinesis_ms).map_err(|_| Error::Poison(format!("arrival time {kinesis_ms} ms")))?;
     Ok(Row::item(&ItemRow {
@@ -51,12 +105,14 @@ fn row_of(record: &KinesisEventRecord, midstream_ms: u64) -> Result<Row, Error> 
 
 /// Handles one Kinesis batch: every record written concurrently; the poison and failed ones
 /// reported by sequence number. Also returns each record's outcome, in the batch's order.
-pub async fn handle(table: &SharedTable, event: KinesisEvent) -> (KinesisEventResponse, Vec<Outcome>) {
+pub async fn handle(table: &SharedTable, batch: impl Into<Batch>) -> (KinesisEventResponse, Vec<Outcome>) {
     let midstream_ms = stamps::now_ms();
+    let Batch { event, arrivals_ms } = batch.into();
     let (rows, poison): (Vec<Option<Row>>, Vec<Option<Error>>) = event
         .records
         .iter()
-        .map(|r| match row_of(r, midstream_ms) {
+        .enumerate()
+        .map(|(i, r)| match row_of(r, arrivals_ms.get(i).copied().flatten(), midstream_ms) {
             Ok(row) => (Some(row), None),
             Err(e) => (None, Some(e)),
         })
@@ -169,7 +225,7 @@ pub async fn run(table: SharedTable) -> Result<(), lambda_runtime::Error> {
             tracing::warn!(table = %table.describe(), error = %e, "could not pre-connect to the table; will retry per batch");
         }
     }
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Batch>| {
         let table = table.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&table, event.payload).await.0) }
     }))

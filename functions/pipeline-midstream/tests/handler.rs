@@ -151,3 +151,19 @@ async fn the_response_serialises_as_lambda_expects() {
         serde_json::json!({"batchItemFailures": [{"itemIdentifier": sequence(1)}]})
     );
 }
+
+#[tokio::test]
+async fn an_arrival_time_with_fewer_than_three_decimals_is_read_as_the_number_it_is() {
+    // A JSON number drops trailing zeros: 510 ms after the second is `.51`, 500 ms is `.5`.
+    let path = format!("{}/tests/fixtures/kinesis-event.json", env!("CARGO_MANIFEST_DIR"));
+    let mut raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    raw["Records"][0]["kinesis"]["approximateArrivalTimestamp"] = serde_json::json!(1_796_525_120.51);
+    raw["Records"][1]["kinesis"]["approximateArrivalTimestamp"] = serde_json::json!(1_796_525_120.5);
+    let batch: pipeline_midstream::Batch = serde_json::from_value(raw).expect("the event is a Kinesis batch");
+    let memory = Arc::new(pipeline::memory::MemoryTable::new());
+    let table: SharedTable = memory.clone();
+    let (response, _) = handle(&table, batch).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(memory.get("k6-1-0001").unwrap().number("kinesis_ms"), Some(1_796_525_120_510.0), "not 051");
+    assert_eq!(memory.get("k6-2-0001").unwrap().number("kinesis_ms"), Some(1_796_525_120_500.0), "not 005");
+}
