@@ -77,6 +77,41 @@ fn failed(what: impl std::fmt::Display, e: lapin::Error) -> Error {
     Error::source(SOURCE, format!("{what}: {e}"))
 }
 
+/// Publishes `body` to `queue` through the default exchange, mandatory, and waits for the
+/// broker's confirm (the channel is in confirm mode): `Ok` only once the broker took it; a
+/// message returned (no such queue) or nacked is an error naming `id`.
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    id: &str,
+    body: &str,
+    properties: BasicProperties,
+) -> Result<(), Error> {
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+            body.as_bytes(),
+            properties,
+        )
+        .await
+        .map_err(|e| failed(format_args!("publish {id}"), e))?
+        .await
+        .map_err(|e| failed(format_args!("confirm of {id}"), e))?;
+    match confirm {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(Error::source(
+            SOURCE,
+            format!("publish {id}: returned by the broker: {} {}", returned.reply_code, returned.reply_text),
+        )),
+        Confirmation::Nack(None) => Err(Error::source(SOURCE, format!("publish {id}: nacked by the broker"))),
+        Confirmation::NotRequested => {
+            Err(Error::source(SOURCE, format!("publish {id}: no confirm (confirms not enabled)")))
+        }
+    }
+}
+
 /// `amqp://user:secret@host/…` → `amqp://user:***@host/…`, for logs and errors (only the
 /// authority is looked at: an `@` or `:` later in the URL is left alone).
 pub fn redact(uri: &str) -> String {
@@ -172,35 +207,7 @@ impl Publisher {
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_message_id(message_id.into());
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-                body.as_bytes(),
-                properties,
-            )
-            .await
-            .map_err(|e| failed(format_args!("publish {message_id}"), e))?
-            .await
-            .map_err(|e| failed(format_args!("confirm of {message_id}"), e))?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(Error::source(
-                SOURCE,
-                format!(
-                    "publish {message_id}: returned by the broker: {} {}",
-                    returned.reply_code, returned.reply_text
-                ),
-            )),
-            Confirmation::Nack(None) => {
-                Err(Error::source(SOURCE, format!("publish {message_id}: nacked by the broker")))
-            }
-            Confirmation::NotRequested => {
-                Err(Error::source(SOURCE, format!("publish {message_id}: no confirm (confirms not enabled)")))
-            }
-        }
+        publish_confirmed(&self.channel, &self.queue, message_id, body, properties).await
     }
 
     /// Messages ready for delivery in `queue` (not counting those delivered and not yet

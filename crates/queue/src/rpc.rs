@@ -45,7 +45,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::amqp::{connect, declare, redact};
+use crate::amqp::{connect, declare, publish_confirmed, redact};
 use crate::calc::result_text;
 
 const SOURCE: &str = "amqp";
@@ -332,35 +332,7 @@ impl RpcClient {
     }
 
     async fn publish(&self, id: &str, body: &str, properties: BasicProperties) -> Result<(), Error> {
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-                body.as_bytes(),
-                properties,
-            )
-            .await
-            .map_err(|e| failed(format_args!("publish {id}"), e))?
-            .await
-            .map_err(|e| failed(format_args!("confirm of {id}"), e))?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(Error::source(
-                SOURCE,
-                format!(
-                    "publish {id}: returned by the broker: {} {}",
-                    returned.reply_code, returned.reply_text
-                ),
-            )),
-            Confirmation::Nack(None) => {
-                Err(Error::source(SOURCE, format!("publish {id}: nacked by the broker")))
-            }
-            Confirmation::NotRequested => {
-                Err(Error::source(SOURCE, format!("publish {id}: no confirm (confirms not enabled)")))
-            }
-        }
+        publish_confirmed(&self.channel, &self.queue, id, body, properties).await
     }
 
     /// One call: publishes `body`, waits for its reply.
